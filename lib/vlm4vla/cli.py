@@ -1,0 +1,80 @@
+"""Command line at the edge of the library: ``vlm4vla {profile,run,index,repro}``.
+
+Parsing happens here only; every command calls one library function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from .pipeline.errors import ConfigError
+from .pipeline.notebook import repo_root
+from .pipeline.profiles import write_params
+from .pipeline.report import write_index
+from .pipeline.runner import NotebookRun, run_notebook
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``vlm4vla`` command."""
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except ConfigError as exc:
+        print(f"vlm4vla: error: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        print(f"vlm4vla: {exc}", file=sys.stderr)
+        return 1
+
+
+def _profile(args: argparse.Namespace) -> int:
+    changed = write_params(args.name)
+    print(f"params.yaml {'now holds' if changed else 'already holds'} profile {args.name!r}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    sections = tuple(args.section or [args.notebook.split("-", 1)[1]])
+    run = NotebookRun(notebook=args.notebook, sections=sections, stem=args.stem or args.notebook)
+    print(f"report: {run_notebook(run)}")
+    return 0
+
+
+def _index(args: argparse.Namespace) -> int:
+    print(f"index: {write_index(repo_root())}")
+    return 0
+
+
+def _repro(args: argparse.Namespace) -> int:
+    root = repo_root()
+    write_params(args.profile, root)
+    cmd = ["dvc", "repro", *args.dvc_args]
+    print("$", " ".join(cmd), flush=True)
+    return subprocess.call(cmd, cwd=root, env=None)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vlm4vla", description=__doc__)
+    sub = p.add_subparsers(required=True)
+    s = sub.add_parser("profile", help="write params.yaml for a profile (smoke, default, paper)")
+    s.add_argument("name")
+    s.set_defaults(func=_profile)
+    s = sub.add_parser("run", help="execute one notebook with its params.yaml section(s) and render its report")
+    s.add_argument("notebook", help="notebook name, e.g. 01-zoo")
+    s.add_argument("--section", action="append", help="params.yaml section(s), dotted (default: the slug)")
+    s.add_argument("--stem", help="output name under artifacts/ and reports/ (default: the notebook name)")
+    s.set_defaults(func=_run)
+    s = sub.add_parser("index", help="write reports/index.html")
+    s.set_defaults(func=_index)
+    s = sub.add_parser("repro", help="write params.yaml for a profile, then dvc repro")
+    s.add_argument("--profile", default="default")
+    s.add_argument("dvc_args", nargs="*", help="passed to dvc repro")
+    s.set_defaults(func=_repro)
+    return p
+
+
+if __name__ == "__main__":
+    sys.exit(main())

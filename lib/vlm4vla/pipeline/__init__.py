@@ -1,0 +1,1 @@
+"""See the package docstring of vlm4vla for what this part may import."""

@@ -1,0 +1,137 @@
+"""Intervals, correlations, bootstrap and permutation tests. Pure: imports nothing of the project.
+
+Every function is deterministic given its ``seed``; intervals are two-sided at ``confidence``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+from scipy import stats as _sps
+
+ArrayLike = Sequence[float] | np.ndarray
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (well behaved at 0/n and n/n, unlike Wald)."""
+    if n < 0 or successes < 0 or successes > n:
+        raise ValueError(f"need 0 <= successes <= n, got successes={successes}, n={n}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if n == 0:
+        return (0.0, 1.0)
+    z = _sps.norm.ppf(0.5 + confidence / 2)
+    p = successes / n
+    denom = 1 + z**2 / n
+    centre = (p + z**2 / (2 * n)) / denom
+    half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
+    return (max(0.0, float(centre - half)), min(1.0, float(centre + half)))
+
+
+def mean_interval(values: ArrayLike, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean and Student-t interval of independent values (e.g. per-seed success rates)."""
+    x = _finite(values, "values")
+    mean = float(x.mean())
+    if len(x) < 2:
+        return mean, float("nan"), float("nan")
+    half = float(_sps.sem(x) * _sps.t.ppf(0.5 + confidence / 2, len(x) - 1))
+    return mean, mean - half, mean + half
+
+
+@dataclass(frozen=True)
+class Correlation:
+    """A correlation coefficient with its bootstrap interval and permutation p-value."""
+
+    method: str
+    coefficient: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    n: int
+
+    def as_dict(self) -> dict[str, float | int | str]:
+        return dict(self.__dict__)
+
+
+def _coefficient(method: str) -> Callable[[np.ndarray, np.ndarray], float]:
+    if method == "spearman":
+        return lambda a, b: float(_sps.spearmanr(a, b).statistic)
+    if method == "pearson":
+        return lambda a, b: float(_sps.pearsonr(a, b).statistic)
+    raise ValueError(f"method must be 'spearman' or 'pearson', got {method!r}")
+
+
+def correlation(
+    x: ArrayLike,
+    y: ArrayLike,
+    method: str = "spearman",
+    n_boot: int = 2000,
+    n_perm: int = 5000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Correlation:
+    """Correlation of paired ``x``, ``y`` with a percentile-bootstrap CI and a two-sided permutation p."""
+    a, b = _paired(x, y)
+    coef = _coefficient(method)
+    r = coef(a, b)
+    rng = np.random.default_rng(seed)
+    boots = [coef(a[i], b[i]) for i in (rng.integers(0, len(a), len(a)) for _ in range(n_boot))]
+    boots = np.asarray([v for v in boots if np.isfinite(v)])
+    lo, hi = (np.quantile(boots, [(1 - confidence) / 2, (1 + confidence) / 2]) if len(boots) else (np.nan, np.nan))
+    p = permutation_p_value(a, b, coef, n_perm=n_perm, seed=seed)
+    return Correlation(method, r, float(lo), float(hi), p, len(a))
+
+
+def permutation_p_value(
+    x: np.ndarray, y: np.ndarray, statistic: Callable[[np.ndarray, np.ndarray], float], n_perm: int = 5000, seed: int = 0
+) -> float:
+    """Two-sided permutation p-value of ``statistic(x, y)`` under shuffling ``y`` (with the +1 correction)."""
+    rng = np.random.default_rng(seed)
+    observed = abs(statistic(x, y))
+    null = np.array([abs(statistic(x, rng.permutation(y))) for _ in range(n_perm)])
+    return float((1 + np.sum(null >= observed - 1e-12)) / (n_perm + 1))
+
+
+def bootstrap_diff(
+    a: ArrayLike, b: ArrayLike, n_boot: int = 5000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """Difference of means ``mean(a) - mean(b)`` of two independent samples with a bootstrap CI."""
+    x, y = _finite(a, "a"), _finite(b, "b")
+    rng = np.random.default_rng(seed)
+    diffs = rng.choice(x, (n_boot, len(x))).mean(1) - rng.choice(y, (n_boot, len(y))).mean(1)
+    lo, hi = np.quantile(diffs, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return float(x.mean() - y.mean()), float(lo), float(hi)
+
+
+def two_proportion_test(s1: int, n1: int, s2: int, n2: int) -> float:
+    """Two-sided Fisher exact p-value that two success proportions differ."""
+    return float(_sps.fisher_exact([[s1, n1 - s1], [s2, n2 - s2]]).pvalue)
+
+
+def permutation_test_means(a: ArrayLike, b: ArrayLike, n_perm: int = 10000, seed: int = 0) -> float:
+    """Two-sided permutation p-value that two independent samples have the same mean."""
+    x, y = _finite(a, "a"), _finite(b, "b")
+    pooled = np.concatenate([x, y])
+    observed = abs(x.mean() - y.mean())
+    rng = np.random.default_rng(seed)
+    count = 0
+    for _ in range(n_perm):
+        perm = rng.permutation(pooled)
+        count += abs(perm[: len(x)].mean() - perm[len(x) :].mean()) >= observed - 1e-12
+    return float((1 + count) / (n_perm + 1))
+
+
+def _finite(values: ArrayLike, name: str) -> np.ndarray:
+    x = np.asarray(values, dtype=float)
+    if x.ndim != 1 or len(x) == 0 or not np.all(np.isfinite(x)):
+        raise ValueError(f"{name} must be a non-empty 1-D array of finite numbers, got shape {x.shape}")
+    return x
+
+
+def _paired(x: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    a, b = _finite(x, "x"), _finite(y, "y")
+    if len(a) != len(b) or len(a) < 3:
+        raise ValueError(f"x and y must be paired with at least 3 points, got {len(a)} and {len(b)}")
+    return a, b

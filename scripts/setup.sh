@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Set up everything this project needs on a fresh Linux machine (idempotent; `make` calls it).
+# - a virtual environment in .venv with the pinned CPU torch first (an unpinned torch pulls GBs of CUDA),
+# - the project in editable mode with its dev extras, every later pip call constrained to that torch,
+# - the system libraries for headless MuJoCo rendering (EGL / Mesa) and Chromium for report checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+
+pick_python() {
+  for py in python3.11 python3.12 python3; do
+    if command -v "$py" >/dev/null && "$py" -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 12))'; then
+      echo "$py"; return
+    fi
+  done
+  echo "error: Python 3.11 or 3.12 is required (found: $(python3 --version 2>&1))" >&2; exit 1
+}
+
+system_packages() {
+  local missing=()
+  ldconfig -p | grep -q 'libEGL.so.1' || missing+=(libegl1 libgl1-mesa-dri)
+  command -v chromium >/dev/null || missing+=(chromium)
+  [ ${#missing[@]} -eq 0 ] && return
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing system packages: ${missing[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "warning: please install ${missing[*]} (headless rendering / report checks need them)" >&2
+  fi
+}
+
+system_packages
+if [ ! -x "$VENV/bin/python" ]; then
+  "$(pick_python)" -m venv "$VENV"
+fi
+PIP="$VENV/bin/python -m pip --disable-pip-version-check -q"
+$PIP install torch==2.13.0
+$PIP install -c constraints.txt -e '.[dev]'
+touch "$VENV/.installed"
+echo "environment ready: $VENV ($("$VENV/bin/python" -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'))"

@@ -1,0 +1,149 @@
+"""The pipeline: profiles, the notebook runner's checks, offline reports, the index."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vlm4vla.pipeline import profiles
+from vlm4vla.pipeline.errors import ConfigError
+from vlm4vla.pipeline.report import remote_resources, strip_remote, write_index
+from vlm4vla.pipeline.runner import NotebookRun, available_notebooks, run_notebook
+
+NOTEBOOK = '''# %% tags=["parameters"]
+scale = 2.0
+names = ["a"]
+fail = False
+out_dir = "artifacts/x"
+metrics_path = "artifacts/metrics/x.json"
+
+# %%
+from vlm4vla.pipeline.notebook import write_metrics
+assert not fail, "asked to fail"
+write_metrics(metrics_path, {"doubled": scale * 2, "n_names": len(names)})
+print("done", scale)
+'''
+
+
+@pytest.fixture
+def mini_repo(tmp_path, monkeypatch):
+    """A repository with one tiny notebook and profiles, as the runner sees a real one."""
+    for name in ("dvc.yaml", "pyproject.toml"):
+        (tmp_path / name).write_text("")
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks/00-mini.py").write_text(NOTEBOOK)
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles/default.yaml").write_text(yaml.safe_dump({"mini": {"scale": 3.0}, "training": {"run": {"lr": 1}}}))
+    (tmp_path / "profiles/smoke.yaml").write_text(yaml.safe_dump({"mini": {"names": ["x", "y"]}}))
+    monkeypatch.setenv("VLM4VLA_ROOT", str(tmp_path))
+    return tmp_path
+
+
+def _run(root, section="mini"):
+    return run_notebook(NotebookRun("00-mini", (section,), "00-mini"), root)
+
+
+def test_profile_overrides_merge_onto_default(mini_repo):
+    params = profiles.load_profile("smoke", mini_repo)
+    assert params["mini"] == {"scale": 3.0, "names": ["x", "y"]}
+    assert params["profile"] == "smoke" and params["runs"] == {}
+    assert profiles.write_params("smoke", mini_repo) is True
+    assert profiles.write_params("smoke", mini_repo) is False  # unchanged file: DVC sees no change
+
+
+def test_unknown_profile_names_the_valid_ones(mini_repo):
+    with pytest.raises(ConfigError, match=r"profile: unknown value 'smokey'.*did you mean 'smoke'.*allowed: default, smoke"):
+        profiles.load_profile("smokey", mini_repo)
+
+
+def test_run_matrix_expands_into_complete_runs():
+    matrix = [{"name": "m-{bb}-s{seed}", "grid": {"bb": ["a", "b"], "seed": [0, 1]},
+               "set": {"run.backbone": "zoo/{bb}", "run.seed": "{seed}"}}]
+    runs = profiles.expand_run_matrix(matrix, {"run": {"lr": 0.1, "seed": 9}, "evaluation": {"k": 4}})
+    assert sorted(runs) == ["m-a-s0", "m-a-s1", "m-b-s0", "m-b-s1"]
+    assert runs["m-b-s1"] == {"run": {"lr": 0.1, "seed": 1, "backbone": "zoo/b"}, "evaluation": {"k": 4}}
+    assert isinstance(runs["m-a-s1"]["run"]["seed"], int)  # "{seed}" keeps the grid value's type
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"name": "x.{a}", "grid": {"a": [1]}}, "no dots"),
+    ({"name": "x", "grid": {"a": []}}, "non-empty lists"),
+    ({"name": "x", "grid": {"a": [1]}, "sett": {}}, "unknown keys"),
+    ({"name": "x-{b}", "grid": {"a": [1]}}, "not a grid key"),
+])
+def test_bad_run_matrix_entries_are_named(entry, message):
+    with pytest.raises(ConfigError, match=message):
+        profiles.expand_run_matrix([entry], {})
+
+
+def test_conflicting_duplicate_runs_are_an_error():
+    matrix = [{"name": "same", "grid": {"a": [1]}, "set": {"x": 1}}, {"name": "same", "grid": {"a": [1]}, "set": {"x": 2}}]
+    with pytest.raises(ConfigError, match="defined twice"):
+        profiles.expand_run_matrix(matrix, {})
+
+
+def test_runner_executes_renders_and_records(mini_repo):
+    profiles.write_params("default", mini_repo)
+    report = _run(mini_repo)
+    metrics = json.loads((mini_repo / "artifacts/metrics/00-mini.json").read_text())
+    assert metrics["doubled"] == 6.0 and metrics["n_names"] == 1 and metrics["profile"] == "default"
+    assert metrics["wall_time_s"] > 0
+    page = report.read_text()
+    assert "done 3.0" in page and remote_resources(page) == []
+    index = write_index(mini_repo).read_text()
+    assert 'href="00-mini.html"' in index and "doubled" in index and "&quot;scale&quot;: 3.0" in index
+
+
+def test_runner_rejects_wrong_type_naming_the_field(mini_repo):
+    (mini_repo / "params.yaml").write_text(yaml.safe_dump({"mini": {"scale": "big"}}))
+    with pytest.raises(ConfigError, match=r"params.yaml:mini.scale = 'big' is a str, but the notebook expects a float"):
+        _run(mini_repo)
+
+
+def test_runner_rejects_unknown_parameter_and_section(mini_repo):
+    (mini_repo / "params.yaml").write_text(yaml.safe_dump({"mini": {"scael": 1.0}}))
+    with pytest.raises(ConfigError, match=r"mini.scael.*did you mean 'scale'"):
+        _run(mini_repo)
+    with pytest.raises(ConfigError, match=r"params section 'mni'.*did you mean 'mini'"):
+        _run(mini_repo, section="mni")
+
+
+def test_missing_notebook_lists_the_available_ones(mini_repo):
+    profiles.write_params("default", mini_repo)
+    with pytest.raises(ConfigError, match=r"notebook: unknown value '00-mni'.*allowed: 00-mini"):
+        run_notebook(NotebookRun("00-mni", ("mini",), "00-mni"), mini_repo)
+
+
+def test_failing_cell_keeps_the_executed_copy_and_fails(mini_repo):
+    (mini_repo / "params.yaml").write_text(yaml.safe_dump({"mini": {"fail": True}}))
+    with pytest.raises(RuntimeError, match="asked to fail"):
+        _run(mini_repo)
+    assert (mini_repo / "artifacts/notebooks/00-mini.ipynb").exists()
+    assert "asked to fail" in (mini_repo / "reports/00-mini.html").read_text()
+    assert not (mini_repo / "artifacts/metrics/00-mini.json").exists()  # no metrics for a failed stage
+
+
+def test_strip_remote_removes_cdn_scripts_only():
+    page = ('<script src="https://cdn.x/require.js"></script><script>var a=1;</script>'
+            '<link rel="stylesheet" href="//cdn.x/a.css"><a href="https://example.org">link</a>')
+    cleaned = strip_remote(page)
+    assert "cdn.x" not in cleaned and "var a=1" in cleaned and "example.org" in cleaned
+    assert remote_resources(cleaned) == []
+
+
+def test_committed_params_yaml_is_the_default_profile(repo):
+    assert (repo / "params.yaml").read_text() == profiles.render_params("default", repo)
+
+
+def test_every_stage_notebook_exists_and_is_a_percent_script(repo):
+    names = available_notebooks(repo)
+    for stage in yaml.safe_load((repo / "dvc.yaml").read_text())["stages"].values():
+        cmd = stage.get("do", stage)["cmd"]
+        if cmd.startswith("vlm4vla run "):
+            assert cmd.split()[2] in names
+    for name in names:
+        text = (repo / f"notebooks/{name}.py").read_text()
+        assert '# %% tags=["parameters"]' in text, f"{name} has no parameters cell"
+    assert not list((repo / "notebooks").glob("*.ipynb")), "notebooks are kept as jupytext scripts"

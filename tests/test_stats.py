@@ -1,0 +1,57 @@
+"""Statistics on data whose answer is known."""
+
+import numpy as np
+import pytest
+
+from vlm4vla import stats
+
+
+def test_wilson_interval_known_values():
+    lo, hi = stats.wilson_interval(10, 20)
+    assert lo == pytest.approx(0.2993, abs=1e-3) and hi == pytest.approx(0.7007, abs=1e-3)
+    assert stats.wilson_interval(0, 20)[0] == 0.0 and stats.wilson_interval(20, 20)[1] == 1.0
+    assert stats.wilson_interval(0, 20)[1] > 0.1  # never a zero-width interval at the boundary
+
+
+def test_wilson_interval_rejects_bad_counts():
+    with pytest.raises(ValueError, match="successes=5, n=3"):
+        stats.wilson_interval(5, 3)
+
+
+def test_perfect_monotone_relation_has_spearman_one():
+    x = np.arange(10.0)
+    result = stats.correlation(x, np.exp(x), method="spearman", n_perm=500)
+    assert result.coefficient == pytest.approx(1.0)
+    assert result.p_value < 0.01
+    assert result.ci_low == pytest.approx(1.0)
+
+
+def test_shuffled_data_gives_a_p_value_that_is_not_small():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=30)
+    y = rng.permutation(x)  # same values, no relation
+    result = stats.correlation(x, y, method="pearson", n_perm=1000)
+    assert result.p_value > 0.05
+    assert result.ci_low < 0 < result.ci_high
+
+
+def test_bootstrap_diff_and_permutation_agree_on_a_clear_difference():
+    a, b = np.full(8, 0.9) + np.linspace(0, 0.05, 8), np.full(8, 0.2) + np.linspace(0, 0.05, 8)
+    diff, lo, hi = stats.bootstrap_diff(a, b)
+    assert diff == pytest.approx(0.7) and lo > 0.6
+    assert stats.permutation_test_means(a, b, n_perm=2000) < 0.01
+    assert stats.permutation_test_means(a, a.copy(), n_perm=500) == 1.0
+
+
+def test_fisher_test_and_mean_interval():
+    assert stats.two_proportion_test(20, 20, 0, 20) < 1e-6
+    assert stats.two_proportion_test(10, 20, 10, 20) == pytest.approx(1.0)
+    mean, lo, hi = stats.mean_interval([0.4, 0.5, 0.6])
+    assert mean == pytest.approx(0.5) and lo < 0.5 < hi
+
+
+def test_correlation_needs_paired_finite_data():
+    with pytest.raises(ValueError, match="paired"):
+        stats.correlation([1, 2, 3], [1, 2])
+    with pytest.raises(ValueError, match="finite"):
+        stats.correlation([1, 2, np.nan], [1, 2, 3])
