@@ -1,0 +1,48 @@
+"""Figures for the finding notebooks (matplotlib / seaborn), one function per figure."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+
+def success_bars(table: pd.DataFrame, ax: plt.Axes | None = None) -> plt.Axes:
+    """Success per backbone with seed intervals, pretrained and from-scratch side by side."""
+    ax = ax or plt.subplots(figsize=(8, 3.5))[1]
+    frame = table.assign(label=table["backbone"] + " (" + table["init"] + ")").sort_values("success")
+    err = np.vstack([frame["success"] - frame["pooled_ci_low"], frame["pooled_ci_high"] - frame["success"]])
+    colors = ["#999" if i == "scratch" else "#3a7" for i in frame["init"]]
+    ax.barh(frame["label"], frame["success"], xerr=err, color=colors, capsize=3)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("mean success (95% Wilson interval over pooled episodes)")
+    return ax
+
+
+def capability_scatter(success: pd.Series, probe: pd.Series, title: str, ax: plt.Axes | None = None) -> plt.Axes:
+    """One panel: probe score (x) vs VLA success (y) per backbone, with a least-squares line."""
+    ax = ax or plt.subplots(figsize=(4, 3.5))[1]
+    common = success.index.intersection(probe.dropna().index)
+    x, y = probe[common].astype(float), success[common].astype(float)
+    sns.regplot(x=x.to_numpy(), y=y.to_numpy(), ax=ax, ci=None, scatter_kws={"s": 40}, line_kws={"color": "#c33"})
+    for name in common:
+        ax.annotate(name, (x[name], y[name]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set(xlabel=probe.name, ylabel="VLA success", title=title)
+    return ax
+
+
+def radar(profile: pd.DataFrame, ax: plt.Axes | None = None) -> plt.Axes:
+    """Per-task success of each backbone (rows of ``profile``) on a polar chart, as the paper's teaser."""
+    if ax is None:
+        ax = plt.subplots(figsize=(6, 6), subplot_kw={"projection": "polar"})[1]
+    angles = np.linspace(0, 2 * np.pi, len(profile.columns), endpoint=False)
+    closed = np.append(angles, angles[0])
+    for name, row in profile.iterrows():
+        values = np.append(row.to_numpy(dtype=float), row.iloc[0])
+        ax.plot(closed, values, label=name)
+        ax.fill(closed, values, alpha=0.08)
+    ax.set_xticks(angles, [c.replace("-v3", "") for c in profile.columns], fontsize=7)
+    ax.set_ylim(0, 1)
+    ax.legend(loc="upper right", bbox_to_anchor=(1.35, 1.1), fontsize=7)
+    return ax

@@ -1,0 +1,57 @@
+"""Cached policy runs as tidy tables.
+
+A run is a folder ``artifacts/runs/<name>/`` written by ``notebooks/02-train-policy.py`` with
+``eval_results.json`` (the harness's dict per executed-k) next to its headline metrics
+``artifacts/metrics/runs/<name>.json`` (backbone, init, freeze, seed). Nothing is recomputed here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+EPISODE_COLUMNS = ["run", "backbone", "init", "freeze", "seed", "benchmark", "k", "task", "successes", "n", "success_rate"]
+
+
+def backbone_name(path: str) -> str:
+    """The zoo name of a backbone path (``artifacts/zoo/qwen-small`` -> ``qwen-small``)."""
+    return Path(str(path)).name
+
+
+def load_run(run_dir: Path, metrics: dict[str, Any]) -> pd.DataFrame:
+    """One run's per-task success for every executed k, as rows of EPISODE_COLUMNS."""
+    results_file = run_dir / "eval_results.json"
+    if not results_file.exists():
+        raise FileNotFoundError(f"{results_file} is missing: re-run the stage `dvc repro train@{run_dir.name}`")
+    results = json.loads(results_file.read_text())
+    rows = []
+    for k, result in results.items():
+        benchmark = result.get("suite", {}).get("benchmark", "metaworld")
+        for task, t in result["per_task"].items():
+            rows.append({
+                "run": run_dir.name, "backbone": backbone_name(metrics.get("backbone", "?")),
+                "init": metrics.get("init", "pretrained"), "freeze": metrics.get("freeze", "full"),
+                "seed": metrics.get("seed", 0), "benchmark": benchmark, "k": int(k), "task": task,
+                "successes": int(t["successes"]), "n": int(t["n"]), "success_rate": float(t["success_rate"]),
+            })
+    return pd.DataFrame(rows, columns=EPISODE_COLUMNS)
+
+
+def load_runs(root: Path, prefix: str = "") -> pd.DataFrame:
+    """Every cached run whose name starts with ``prefix`` (e.g. ``bb-`` for finding 1), tidy."""
+    metrics_dir, runs_dir = root / "artifacts/metrics/runs", root / "artifacts/runs"
+    frames = []
+    for metrics_file in sorted(metrics_dir.glob(f"{prefix}*.json")):
+        metrics = json.loads(metrics_file.read_text())
+        frames.append(load_run(runs_dir / metrics_file.stem, metrics))
+    if not frames:
+        raise FileNotFoundError(f"no runs named {prefix}* under {runs_dir}: run `dvc repro` first")
+    return pd.concat(frames, ignore_index=True)
+
+
+def per_seed(episodes: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Mean success over tasks for each seed of each group (the unit of replication is the seed)."""
+    return episodes.groupby([*by, "seed"], as_index=False)["success_rate"].mean()

@@ -1,0 +1,68 @@
+"""Finding analyses on synthetic runs whose answer is known."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vlm4vla.analysis import backbones as bb
+from vlm4vla.analysis.runs import load_runs
+
+
+def _episodes(rates: dict[tuple[str, str], float], seeds=(0, 1, 2), tasks=("a", "b"), n=20, ks=(4, 1)) -> pd.DataFrame:
+    rows = []
+    for (backbone, init), rate in rates.items():
+        for seed in seeds:
+            for k in ks:
+                for t, task in enumerate(tasks):
+                    s = int(round(n * min(1.0, rate + 0.02 * seed + 0.03 * t - (0.05 if k == 1 else 0))))
+                    rows.append(dict(run=f"{backbone}-{init}-{seed}", backbone=backbone, init=init, freeze="full",
+                                     seed=seed, benchmark="metaworld", k=k, task=task, successes=s, n=n, success_rate=s / n))
+    return pd.DataFrame(rows)
+
+
+def test_init_gap_detects_a_clear_advantage_and_no_advantage():
+    eps = bb.fixed_k(_episodes({("m1", "pretrained"): 0.8, ("m1", "scratch"): 0.1,
+                                ("m2", "pretrained"): 0.4, ("m2", "scratch"): 0.4}))
+    gaps = bb.init_gap(eps).set_index("backbone")
+    assert gaps.loc["m1", "gap"] == pytest.approx(0.7, abs=0.03) and gaps.loc["m1", "ci_low"] > 0.5
+    assert gaps.loc["m1", "fisher_p_pooled"] < 1e-6
+    assert gaps.loc["m2", "ci_low"] <= 0 <= gaps.loc["m2", "ci_high"]
+    lines = bb.conclusions(bb.main_table(eps), bb.init_gap(eps), pd.DataFrame(columns=["probe", "method", "coefficient"]))
+    assert any("m1" in l and ": holds" in l for l in lines) and any("m2" in l and "does not hold" in l for l in lines)
+
+
+def test_capability_correlation_recovers_a_monotone_relation():
+    names = [f"m{i}" for i in range(6)]
+    success = pd.Series(np.linspace(0.1, 0.9, 6), index=names)
+    probes = pd.DataFrame({"general_vqa_accuracy": np.linspace(0.2, 0.7, 6) ** 2,
+                           "noise": [0.3, 0.1, 0.5, 0.2, 0.6, 0.4]}, index=names)
+    corr = bb.capability_correlations(success, probes)
+    spearman = corr[corr["method"] == "spearman"].set_index("probe")
+    assert spearman.loc["general_vqa_accuracy", "coefficient"] == pytest.approx(1.0)
+    assert spearman.loc["general_vqa_accuracy", "p_value"] < 0.01
+    assert spearman.loc["noise", "p_value"] > 0.05
+    assert bb.best_predictor(corr)["probe"] == "general_vqa_accuracy"
+
+
+def test_selection_effect_is_never_negative_and_main_table_orders_by_success():
+    eps = _episodes({("m1", "pretrained"): 0.5, ("m2", "pretrained"): 0.7})
+    sel = bb.selection_effect(eps)
+    assert (sel["optimism"] >= 0).all() and (sel["best_k"] == 4).all()
+    table = bb.main_table(bb.fixed_k(eps))
+    assert list(table["backbone"]) == ["m2", "m1"]
+    assert (table["pooled_ci_low"] <= table["success"]).all() and (table["success"] <= table["pooled_ci_high"]).all()
+
+
+def test_load_runs_reads_cached_runs_and_names_missing_ones(tmp_path):
+    (tmp_path / "artifacts/metrics/runs").mkdir(parents=True)
+    (tmp_path / "artifacts/runs/bb-x-s0").mkdir(parents=True)
+    (tmp_path / "artifacts/metrics/runs/bb-x-s0.json").write_text(json.dumps({"backbone": "artifacts/zoo/x", "seed": 0, "init": "scratch"}))
+    result = {"per_task": {"t": {"successes": 3, "n": 4, "success_rate": 0.75}}, "suite": {"benchmark": "metaworld"}}
+    (tmp_path / "artifacts/runs/bb-x-s0/eval_results.json").write_text(json.dumps({"4": result}))
+    runs = load_runs(tmp_path, "bb-")
+    assert runs.iloc[0][["backbone", "init", "k", "successes"]].tolist() == ["x", "scratch", 4, 3]
+    (tmp_path / "artifacts/metrics/runs/bb-y-s0.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match=r"dvc repro train@bb-y-s0"):
+        load_runs(tmp_path, "bb-")
