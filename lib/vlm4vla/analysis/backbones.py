@@ -65,7 +65,7 @@ def capability_correlations(success: pd.Series, probes: pd.DataFrame, seed: int 
         for method in ("spearman", "pearson"):
             r = stats.correlation(x[ok].to_numpy(), success[common][ok].to_numpy(), method=method, seed=seed)
             rows.append({"probe": probe, **r.as_dict()})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["probe", "method", "coefficient", "ci_low", "ci_high", "p_value", "n"])
 
 
 def best_predictor(correlations: pd.DataFrame, method: str = "spearman") -> pd.Series | None:
