@@ -27,7 +27,9 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     denom = 1 + z**2 / n
     centre = (p + z**2 / (2 * n)) / denom
     half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
-    return (max(0.0, float(centre - half)), min(1.0, float(centre + half)))
+    lo = 0.0 if successes == 0 else max(0.0, float(centre - half))  # exact bounds: no 1e-17 residue
+    hi = 1.0 if successes == n else min(1.0, float(centre + half))
+    return (lo, hi)
 
 
 def mean_interval(values: ArrayLike, confidence: float = 0.95) -> tuple[float, float, float]:
