@@ -147,3 +147,17 @@ def test_every_stage_notebook_exists_and_is_a_percent_script(repo):
         text = (repo / f"notebooks/{name}.py").read_text()
         assert '# %% tags=["parameters"]' in text, f"{name} has no parameters cell"
     assert not list((repo / "notebooks").glob("*.ipynb")), "notebooks are kept as jupytext scripts"
+
+
+def test_notebook_defaults_are_the_default_profile(repo):
+    """STYLE: a notebook's parameters cell holds the default profile, so both read the same."""
+    from vlm4vla.pipeline.runner import notebook_defaults
+
+    params = profiles.load_profile("default", repo)
+    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        cmd = stage.get("do", stage)["cmd"].split()
+        if cmd[:2] != ["vlm4vla", "run"]:
+            continue
+        section = "training" if "foreach" in stage else cmd[cmd.index("--section") + 1]
+        assert notebook_defaults(repo / f"notebooks/{cmd[2]}.py") == params[section], f"{cmd[2]} vs profiles/default.yaml:{section}"

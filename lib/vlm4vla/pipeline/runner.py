@@ -9,6 +9,7 @@ before any kernel starts: unknown names and wrong types are errors naming the fi
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import tempfile
@@ -109,10 +110,16 @@ def check_parameters(given: dict[str, Any], declared: dict[str, dict[str, Any]],
 _UNKNOWN = object()
 
 
+def notebook_defaults(path: Path) -> dict[str, Any]:
+    """The values of the notebook's parameters cell (literals only; others are left out)."""
+    values = {name: _default_value(spec) for name, spec in notebook_parameters(path).items()}
+    return {k: v for k, v in values.items() if v is not _UNKNOWN and k not in RUNNER_PARAMS}
+
+
 def _default_value(spec: dict[str, Any]) -> Any:
     try:
-        return yaml.safe_load(spec.get("default", ""))  # python literals that YAML reads alike
-    except yaml.YAMLError:
+        return ast.literal_eval(spec.get("default", ""))
+    except (ValueError, SyntaxError):
         return _UNKNOWN
 
 
