@@ -25,7 +25,7 @@
 # %% tags=["parameters"]
 run_prefix = "bb-"
 execute_k = 0  # 0: the largest k evaluated (the whole chunk), the "final checkpoint, fixed k" rule
-out_dir = "artifacts/03-backbones"
+out_dir = "artifacts/backbones"
 metrics_path = "artifacts/metrics/03-backbones.json"
 
 # %%

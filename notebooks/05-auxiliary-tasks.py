@@ -16,7 +16,7 @@
 # their headline metrics, so the pipeline runs end to end. Nothing below is a result of the study.
 
 # %% tags=["parameters"]
-out_dir = "artifacts/05-auxiliary-tasks"
+out_dir = "artifacts/auxiliary-tasks"
 metrics_path = "artifacts/metrics/05-auxiliary-tasks.json"
 
 # %%

@@ -16,7 +16,7 @@
 # their headline metrics, so the pipeline runs end to end. Nothing below is a result of the study.
 
 # %% tags=["parameters"]
-out_dir = "artifacts/07-vision-bottleneck"
+out_dir = "artifacts/vision-bottleneck"
 metrics_path = "artifacts/metrics/07-vision-bottleneck.json"
 
 # %%

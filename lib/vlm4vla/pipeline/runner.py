@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -46,7 +47,8 @@ class NotebookRun:
 
     @property
     def out_dir(self) -> str:
-        return f"artifacts/{self.stem}"
+        """``artifacts/<slug>``: the stem without its ``NN-`` prefix (01-zoo -> artifacts/zoo)."""
+        return f"artifacts/{re.sub(r'^[0-9]{2}-', '', self.stem)}"
 
     @property
     def metrics_path(self) -> str:
