@@ -66,3 +66,23 @@ def test_load_runs_reads_cached_runs_and_names_missing_ones(tmp_path):
     (tmp_path / "artifacts/metrics/runs/bb-y-s0.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match=r"dvc repro train@bb-y-s0"):
         load_runs(tmp_path, "bb-")
+
+
+def test_freezing_table_finds_the_vision_bottleneck_and_control_table_has_every_cell():
+    from vlm4vla.analysis import vision as vis
+
+    eps = pd.concat([
+        _episodes({("m", "pretrained"): 0.8}, ks=(4,)).assign(freeze="full"),
+        _episodes({("m", "pretrained"): 0.2}, ks=(4,)).assign(freeze="freeze_vision"),
+        _episodes({("m", "pretrained"): 0.8}, ks=(4,)).assign(freeze="freeze_word_embeddings"),
+        _episodes({("m-fast-none", "pretrained"): 0.85}, ks=(4,)).assign(freeze="full"),
+    ], ignore_index=True)
+    table = vis.freezing_table(eps[eps["backbone"] == "m"]).set_index("freeze")
+    assert table.loc["freeze_vision", "vs_full"] == pytest.approx(-0.6, abs=0.01)
+    assert table.loc["freeze_vision", "vs_full_ci_high"] < 0
+    assert table.loc["freeze_word_embeddings", "vs_full_ci_low"] <= 0 <= table.loc["freeze_word_embeddings", "vs_full_ci_high"]
+    lines = vis.conclusions(vis.freezing_table(eps[eps["backbone"] == "m"]))
+    assert any("consistent with the paper" in line for line in lines)
+    grid = vis.control_supervision_table(eps, "m")
+    assert grid.shape == (3, 2) and grid.loc["no stage 1", "stage 2 vision frozen"].startswith("0.2")
+    assert grid.loc["stage 1, vision frozen", "stage 2 vision trained"] == "not run"

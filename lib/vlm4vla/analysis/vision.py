@@ -1,0 +1,107 @@
+"""Findings 3 and 4: is vision the bottleneck? Freezing ablations and control-relevant supervision.
+
+Runs (``02-train-policy``): ``bb-<backbone>-pretrained-s<seed>`` is full fine-tuning,
+``fz-<backbone>-<freeze>-s<seed>`` a freezing ablation, ``cs-<base>-<stage1>-<stage2>-s<seed>`` stage 2 on a
+backbone after FAST control supervision (stage 1 with the vision encoder frozen or trained).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from vlm4vla import stats
+
+from .runs import per_seed
+
+FULL = "full"
+STAGE1_LABELS = {"none": "stage 1, vision trained", "freeze_vision": "stage 1, vision frozen"}
+STAGE2_LABELS = {FULL: "stage 2 vision trained", "freeze_vision": "stage 2 vision frozen"}
+
+
+def condition_success(episodes: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Mean success per (backbone, freeze) over seeds with a t-interval and the pooled Wilson interval."""
+    rows = []
+    for (backbone, freeze), group in episodes.groupby(["backbone", "freeze"]):
+        seeds = per_seed(group, ["backbone"])["success_rate"]
+        mean, lo, hi = stats.mean_interval(seeds)
+        w_lo, w_hi = stats.wilson_interval(int(group["successes"].sum()), int(group["n"].sum()))
+        rows.append({"backbone": backbone, "freeze": freeze, "success": mean, "seed_ci_low": lo,
+                     "seed_ci_high": hi, "pooled_ci_low": w_lo, "pooled_ci_high": w_hi, "seeds": len(seeds),
+                     "seed_values": seeds.round(3).tolist()})
+    return pd.DataFrame(rows, columns=["backbone", "freeze", "success", "seed_ci_low", "seed_ci_high", "pooled_ci_low",
+                                       "pooled_ci_high", "seeds", "seed_values"])
+
+
+def freezing_table(episodes: pd.DataFrame, trainable: pd.DataFrame | None = None, seed: int = 0) -> pd.DataFrame:
+    """The paper's freezing table: success per backbone x condition, and the difference to full fine-tuning.
+
+    Differences carry a bootstrap CI over seed means and a permutation p-value.
+    """
+    table = condition_success(episodes)
+    diffs = []
+    for row in table.itertuples():
+        full = episodes[(episodes["backbone"] == row.backbone) & (episodes["freeze"] == FULL)]
+        this = episodes[(episodes["backbone"] == row.backbone) & (episodes["freeze"] == row.freeze)]
+        if row.freeze == FULL or full.empty:
+            diffs.append((0.0, 0.0, 0.0, 1.0) if row.freeze == FULL else (float("nan"),) * 4)
+            continue
+        a, b = (per_seed(x, ["backbone"])["success_rate"].to_numpy() for x in (this, full))
+        diffs.append((*stats.bootstrap_diff(a, b, seed=seed), stats.permutation_test_means(a, b, n_perm=2000, seed=seed)))
+    table[["vs_full", "vs_full_ci_low", "vs_full_ci_high", "vs_full_p"]] = diffs
+    if trainable is not None:
+        table = table.merge(trainable, on=["backbone", "freeze"], how="left")
+    return table.sort_values(["backbone", "freeze"], ignore_index=True)
+
+
+def trainable_counts(root: Path, runs: list[str]) -> pd.DataFrame:
+    """Trainable / total parameters of each (backbone, freeze) from the runs' freezing.csv."""
+    rows = {}
+    for run in runs:
+        path = root / "artifacts/runs" / run / "freezing.csv"
+        if path.exists():
+            table = pd.read_csv(path, index_col=0)
+            rows[run] = {"trainable": int(table["trainable"].sum()), "total": int((table["trainable"] + table["frozen"]).sum())}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def control_supervision_table(episodes: pd.DataFrame, base: str) -> pd.DataFrame:
+    """The paper's 3 x 2 table for ``base``: stage 1 (none / vision frozen / vision trained) x stage 2 vision."""
+    cells = {}
+    plain = condition_success(episodes[episodes["backbone"] == base]).set_index("freeze")
+    cells["no stage 1"] = {STAGE2_LABELS[f]: _cell(plain, f) for f in STAGE2_LABELS}
+    for stage1, label in STAGE1_LABELS.items():
+        stage1_runs = condition_success(episodes[episodes["backbone"] == f"{base}-fast-{stage1}"]).set_index("freeze")
+        cells[label] = {STAGE2_LABELS[f]: _cell(stage1_runs, f) for f in STAGE2_LABELS}
+    order = ["no stage 1", STAGE1_LABELS["freeze_vision"], STAGE1_LABELS["none"]]
+    return pd.DataFrame.from_dict(cells, orient="index").loc[order, list(STAGE2_LABELS.values())]
+
+
+def _cell(table: pd.DataFrame, freeze: str) -> str:
+    if freeze not in table.index:
+        return "not run"
+    row = table.loc[freeze]
+    return f"{row.success:.2f} [{row.pooled_ci_low:.2f}, {row.pooled_ci_high:.2f}] ({row.seeds} seeds)"
+
+
+def conclusions(freezing: pd.DataFrame) -> list[str]:
+    """Which of the paper's modality claims hold here, computed from the freezing table."""
+    lines = []
+    for row in freezing[freezing["freeze"] != FULL].itertuples():
+        if pd.isna(row.vs_full):
+            lines.append(f"{row.backbone}, {row.freeze}: no full fine-tuning run to compare with.")
+            continue
+        sig = row.vs_full_ci_high < 0 or row.vs_full_ci_low > 0
+        direction = "hurts" if row.vs_full < 0 else "helps"
+        lines.append(f"{row.backbone}, {row.freeze}: {direction} by {row.vs_full:+.2f} vs full fine-tuning "
+                     f"(95% CI [{row.vs_full_ci_low:+.2f}, {row.vs_full_ci_high:+.2f}], permutation p = {row.vs_full_p:.2g}; "
+                     f"{'the interval excludes 0' if sig else 'not distinguishable from 0 at this number of seeds'}).")
+    vision = freezing[freezing["freeze"] == "freeze_vision"]["vs_full"].dropna()
+    words = freezing[freezing["freeze"] == "freeze_word_embeddings"]["vs_full"].dropna()
+    if len(vision) and len(words):
+        holds = vision.mean() < words.mean()
+        lines.append(f"Paper: freezing the vision encoder costs far more than freezing the word embeddings. Here: "
+                     f"mean change {vision.mean():+.2f} (vision frozen) vs {words.mean():+.2f} (word embeddings frozen): "
+                     f"{'consistent with the paper' if holds else 'not reproduced'}.")
+    return lines
