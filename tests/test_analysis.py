@@ -86,3 +86,22 @@ def test_freezing_table_finds_the_vision_bottleneck_and_control_table_has_every_
     grid = vis.control_supervision_table(eps, "m")
     assert grid.shape == (3, 2) and grid.loc["no stage 1", "stage 2 vision frozen"].startswith("0.2")
     assert grid.loc["stage 1, vision frozen", "stage 2 vision trained"] == "not run"
+
+
+def test_auxiliary_changes_and_skill_correlation():
+    from vlm4vla.analysis import auxiliary as aux
+
+    eps = pd.concat([_episodes({("b", "pretrained"): 0.6}, ks=(4,)),
+                     _episodes({("b-aux-pointing", "pretrained"): 0.3}, ks=(4,)),
+                     _episodes({("b-aux-dense", "pretrained"): 0.6}, ks=(4,)),
+                     _episodes({("b-aux-planning", "pretrained"): 0.5}, ks=(4,))], ignore_index=True)
+    changes = aux.versus_base(eps).set_index("aux_task")
+    assert changes.loc["pointing", "change"] == pytest.approx(-0.3, abs=0.01) and changes.loc["pointing", "ci_high"] < 0
+    assert changes.loc["dense", "ci_low"] <= 0 <= changes.loc["dense", "ci_high"]
+    skills = pd.DataFrame({"base": "b", "task": ["pointing", "dense", "planning"], "skill_metric": ["error_px", "acc", "acc"],
+                           "skill_before": [20.0, 0.1, 0.2], "skill_after": [5.0, 0.4, 0.3]})
+    joined, corr = aux.skill_vs_control(changes.reset_index(), skills)
+    assert joined.set_index("aux_task").loc["pointing", "skill_gain"] == 15.0  # error fell: a gain
+    assert corr is not None and corr.n == 3
+    lines = aux.conclusions(changes.reset_index(), corr)
+    assert "pointing" in lines[0].split("significantly worse:")[1] and "best: dense" in lines[0]
