@@ -13,6 +13,7 @@ import ast
 import json
 import os
 import re
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -160,10 +161,13 @@ def _execute(run: NotebookRun, source: Path, given: dict[str, Any], root: Path, 
     tmp = executed.with_suffix(".tmp.ipynb")
     nbformat.write(read_notebook(source), tmp)
     start, error = time.time(), None
+    # Reports stay readable: no per-update progress lines in them (tqdm reads TQDM_* variables);
+    # the console shows papermill's per-cell bar instead when it is a terminal.
+    os.environ.setdefault("TQDM_DISABLE", "1")
     try:
         papermill.execute_notebook(
             str(tmp), str(tmp), parameters=given, kernel_name=KERNEL, cwd=str(root),
-            progress_bar=False, log_output=bool(os.environ.get("VLM4VLA_LOG_OUTPUT")),
+            progress_bar=sys.stderr.isatty(), log_output=bool(os.environ.get("VLM4VLA_LOG_OUTPUT")),
         )
     except papermill.PapermillExecutionError as exc:
         error = exc
