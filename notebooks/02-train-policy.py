@@ -28,7 +28,7 @@ run = {"backbone": "artifacts/zoo/qwen-s-long", "init": "pretrained", "seed": 0,
        "steps": 3000, "batch_size": 32, "lr": 3e-4, "warmup_steps": 100, "chunk": 4, "clip": 1.0, "threads": 2}
 suite = {"preset": "mt10-vision", "image_size": 64}
 demos_dir = "artifacts/demonstrations"
-evaluation = {"episodes_per_task": 20, "seed": 1000, "execute_k": [4, 1]}
+evaluation = {"episodes_per_task": 20, "seed": 1000, "execute_k": [4]}
 videos_per_task = 1
 out_dir = "artifacts/runs/example"
 metrics_path = "artifacts/metrics/runs/example.json"

@@ -11,21 +11,90 @@
 # %% [markdown]
 # # Finding 2: do auxiliary embodied tasks help?
 #
-# **Placeholder stage.** This notebook is the pipeline's slot for the finding of issue #7; the
-# analysis is not written yet. Until it is, it only lists the policy runs the pipeline produced and
-# their headline metrics, so the pipeline runs end to end. Nothing below is a result of the study.
+# Each base VLM is first fine-tuned on one of seven auxiliary embodied tasks built from the
+# simulator's ground truth (`04-auxiliary-vlms`: pointing, RGB-D spatial, spatial VQA, action VQA,
+# planning, dense maps, and a VQA mix with the vision tower frozen), then trained as a VLA exactly like
+# its base (`ax-` runs vs the base's `bb-` runs, same seeds). The paper: no auxiliary task helps,
+# most hurt slightly, with more variance; spatial understanding (Vica-332k) is the least harmful.
+#
+# Statistics: the replication unit is the training seed; each auxiliary task's change vs the base has a
+# bootstrap interval over seed means and a two-sided permutation p-value; skill gained (the auxiliary
+# probe after minus before) vs control gained is a Spearman correlation with bootstrap CI.
 
 # %% tags=["parameters"]
+bases = ["qwen-s-long", "idefics3-s-long"]
+aux_dir = "artifacts/auxiliary-vlms"
 out_dir = "artifacts/auxiliary-tasks"
 metrics_path = "artifacts/metrics/05-auxiliary-tasks.json"
 
 # %%
+import matplotlib.pyplot as plt
 import pandas as pd
+import seaborn as sns
+from IPython.display import Markdown, display
 
-from vlm4vla.pipeline.notebook import read_metrics, write_metrics
+from vlm4vla.analysis import auxiliary as aux
+from vlm4vla.analysis.backbones import fixed_k
+from vlm4vla.analysis.runs import load_runs
+from vlm4vla.backbones.auxiliary import auxiliary_examples, auxiliary_table
+from vlm4vla.pipeline.notebook import repo_path, repo_root, write_metrics
 
-runs = pd.DataFrame.from_dict(read_metrics("runs"), orient="index")
-runs
+root = repo_root()
+base_runs = fixed_k(load_runs(root, "bb-"))
+base_runs = base_runs[(base_runs["init"] == "pretrained") & base_runs["backbone"].isin(bases)]
+episodes = pd.concat([base_runs, fixed_k(load_runs(root, "ax-"))], ignore_index=True)
+skills = auxiliary_table(repo_path(aux_dir))
+
+# %% [markdown]
+# ## VLA success after each auxiliary fine-tune, per seed (box plots as in the paper's figure)
 
 # %%
-write_metrics(metrics_path, {"runs_found": len(runs), "placeholder": True})
+points = aux.seed_success(episodes)
+fig, axes = plt.subplots(1, len(bases), figsize=(6 * len(bases), 3.8), squeeze=False)
+for ax, base in zip(axes[0], bases):
+    data = points[points["base"] == base]
+    order = ["none", *sorted(set(data["aux_task"]) - {"none"})]
+    sns.boxplot(data=data, x="aux_task", y="success_rate", order=order, ax=ax, color="#cde")
+    sns.stripplot(data=data, x="aux_task", y="success_rate", order=order, ax=ax, color="#333", size=4)
+    ax.set(title=f"{base}: VLA success per seed ('none' = the base)", xlabel="", ylabel="mean success")
+    ax.tick_params(axis="x", rotation=30)
+fig.tight_layout()
+
+# %%
+changes = aux.versus_base(episodes)
+changes.round(3)
+
+# %% [markdown]
+# ## Does auxiliary skill gained predict control gained?
+
+# %%
+joined, corr = aux.skill_vs_control(changes, skills)
+display(joined[["base", "aux_task", "skill_metric", "skill_before", "skill_after", "skill_gain", "vqa_before",
+                "vqa_after", "change"]].round(3))
+if len(joined):
+    ax = sns.scatterplot(data=joined, x="skill_gain", y="change", hue="base", style="aux_task", s=70)
+    ax.axhline(0, color="#999", lw=0.8)
+    ax.set(xlabel="auxiliary skill gained (sign: higher is better)", ylabel="VLA success change vs base")
+    ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
+
+# %% [markdown]
+# ## Example auxiliary questions and answers before / after the fine-tune
+
+# %%
+for name, table in auxiliary_examples(repo_path(aux_dir), skills["name"].tolist()[:4]).items():
+    display(Markdown(f"**{name}**"))
+    display(table[["kind", "prompt", "answer", "before", "after"]].head(4))
+
+# %% [markdown]
+# ## Conclusion (computed from the numbers above)
+
+# %%
+lines = aux.conclusions(changes, corr)
+display(Markdown("\n".join(f"- {line}" for line in lines)))
+write_metrics(metrics_path, {
+    "fine_tunes": len(changes),
+    "mean_change_vs_base": float(changes["change"].mean()) if len(changes) else float("nan"),
+    "significantly_better": int((changes["ci_low"] > 0).sum()),
+    "significantly_worse": int((changes["ci_high"] < 0).sum()),
+    "skill_control_spearman": corr.coefficient if corr is not None else float("nan"),
+})

@@ -51,7 +51,10 @@ def versus_base(episodes: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
 def skill_vs_control(changes: pd.DataFrame, skills: pd.DataFrame) -> tuple[pd.DataFrame, stats.Correlation | None]:
     """Join auxiliary skill gained (after - before, sign-corrected for error metrics) with control gained."""
     skills = skills.assign(skill_gain=skills["skill_after"] - skills["skill_before"])
-    lower_better = skills["skill_metric"].astype(str).str.contains("error")
+    if "skill_higher_is_better" in skills:
+        lower_better = ~skills["skill_higher_is_better"].astype(bool)
+    else:
+        lower_better = skills["skill_metric"].astype(str).str.contains("error")
     skills.loc[lower_better, "skill_gain"] *= -1
     joined = changes.merge(skills.rename(columns={"task": "aux_task"}), on=["base", "aux_task"], how="inner")
     ok = joined[["skill_gain", "change"]].dropna()
