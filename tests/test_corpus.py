@@ -75,3 +75,12 @@ def test_save_and_load_open_format(tmp_path) -> None:
 def test_invalid_config_names_field() -> None:
     with pytest.raises(ValueError, match="n_train=0"):
         CorpusConfig(n_train=0)
+
+
+def test_object_counts_follow_max_objects() -> None:
+    items = make_corpus(CorpusConfig(n_train=60, n_heldout=5, max_objects=2)).train.items
+    assert set(items["n_objects"]) == {1, 2}
+    captions = items[items["kind"] == "caption"]
+    assert ((captions["answer"].str.count(" a ") + 1) == captions["n_objects"]).all()  # 'a x, a y and a z.'
+    with pytest.raises(ValueError, match="max_objects=10"):
+        CorpusConfig(max_objects=10)

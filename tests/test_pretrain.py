@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from vlm4vla.backbones.base import BackboneConfig, load_backbone, make_backbone
-from vlm4vla.backbones.pretrain import PretrainConfig, pretrain
-from vlm4vla.backbones.zoo import ZOOS, build_zoo_member, get_zoo, scratch_twin, zoo_table
+from vlm4vla.backbones.pretrain import PretrainConfig, pretrain, recipe_items, sample_batch
+from vlm4vla.backbones.zoo import ZOOS, build_zoo_member, get_zoo, scratch_twin, twin_gaps, zoo_table
 from vlm4vla.data.corpus import CorpusConfig, make_corpus
 from vlm4vla.probes import general_vqa_accuracy
 
@@ -32,6 +32,28 @@ def test_pretraining_is_deterministic_per_seed() -> None:
     assert [h["loss"] for h in runs[0]] == [h["loss"] for h in runs[1]]
 
 
+def test_curriculum_draws_single_object_scenes_first(monkeypatch) -> None:
+    import vlm4vla.backbones.pretrain as module
+    seen: list[set] = []
+    def spy(corpus, items, rng, batch_size):
+        seen.append(set(items["n_objects"]))
+        return sample_batch(corpus, items, rng, batch_size)
+    monkeypatch.setattr(module, "sample_batch", spy)
+    pretrain(make_backbone(TINY, CORPUS.train.texts()), CORPUS.train,
+             PretrainConfig(steps=4, batch_size=2, curriculum_steps=2, progress=False))
+    assert seen[0] == seen[1] == {1} and seen[3] == set(recipe_items(CORPUS.train, "qa+captions")["n_objects"])
+    with pytest.raises(ValueError, match="curriculum_steps=-1"):
+        PretrainConfig(curriculum_steps=-1)
+
+
+def test_captions_few_qa_keeps_every_caption_and_a_tenth_of_the_questions() -> None:
+    items = recipe_items(CORPUS.train, "captions+few-qa")
+    kinds = CORPUS.train.items["kind"].value_counts()
+    assert (items["kind"] == "caption").sum() == kinds["caption"]
+    assert (items["kind"] == "qa").sum() == round(0.1 * kinds["qa"])
+    assert recipe_items(CORPUS.train, "qa+captions").equals(CORPUS.train.items)  # unchanged for full recipes
+
+
 def test_recipe_errors_name_the_allowed() -> None:
     with pytest.raises(ValueError, match="qa\\+captions"):
         PretrainConfig(recipe="qa+caption")
@@ -48,7 +70,7 @@ def test_general_vqa_accuracy_has_intervals() -> None:
 
 def test_zoo_presets() -> None:
     default = get_zoo("default")
-    assert len(default) >= 6 and len({s.backbone.family for s in default}) == 4
+    assert len(default) >= 6 and len({s.backbone.family for s in default}) >= 4
     assert any(s.scratch for s in default) and len(get_zoo("smoke")) == 2
     twin = scratch_twin(default[0])
     assert twin.backbone == default[0].backbone and twin.scratch
@@ -65,4 +87,13 @@ def test_build_zoo_member_writes_a_loadable_checkpoint(tmp_path) -> None:
     assert (folder / "history.csv").read_text().startswith("step,loss")
     assert "general_vqa" in (folder / "README.md").read_text()
     assert load_backbone(folder).n_parameters() == summary["params"]
-    assert zoo_table(tmp_path)["name"].tolist() == [spec.name]
+    table = zoo_table(tmp_path)
+    assert table["name"].tolist() == [spec.name]
+    assert 0 <= summary["twin_vqa_accuracy"] <= 1 and summary["twin_vqa_n"] == 8  # the random-init twin's probe
+    gaps = twin_gaps(table)
+    assert gaps.loc[spec.name, "gap"] == summary["vqa_accuracy"] - summary["twin_vqa_accuracy"]
+
+
+def test_every_default_member_is_pretrained_with_a_curriculum_or_a_scratch_twin() -> None:
+    for spec in get_zoo("default"):
+        assert spec.scratch or 0 < spec.pretrain.curriculum_steps <= spec.pretrain.steps

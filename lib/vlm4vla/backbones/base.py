@@ -30,7 +30,9 @@ CONTRACT:
         helpers: pixel_inputs(images) -> dict, logits(hidden) -> (..., V), n_image_tokens: int,
                  n_parameters() -> int, device, spec: Family (the family's hooks)
     make_backbone(BackboneConfig, texts=None) -> Backbone   # random init ("from scratch"); BPE
-                                                           # tokenizer trained on texts + template
+                                                           # tokenizer trained on texts + template;
+                                                           # vision_init="pretrained": the family's real
+                                                           # vision weights (mobilenet_llava: ImageNet)
     load_backbone(path) -> Backbone                        # a local HF-format directory (ours, or a
                                                            # real Qwen2/2.5-VL, PaliGemma, Idefics3,
                                                            # SmolVLM, LLaVA checkpoint, by model_type)
@@ -109,10 +111,14 @@ class BackboneConfig:
     image_size: int = 64
     patch_size: int = 8
     vocab_size: int = 1024  # BPE vocabulary trained here (special tokens added on top)
+    vision_init: str = "random"  # "pretrained": the family's real vision weights (mobilenet_llava: ImageNet)
     seed: int = 0
 
     def __post_init__(self) -> None:
-        get_family(self.family)  # unknown family -> nearest valid names
+        family = get_family(self.family)  # unknown family -> nearest valid names
+        _check(self.vision_init in ("random", "pretrained"), "vision_init", self.vision_init, "'random' or 'pretrained'")
+        _check(self.vision_init == "random" or family.pretrained_vision is not None, "vision_init", self.vision_init,
+               f"'random' for family {self.family!r} (no pretrained vision weights on offer)")
         for name in ("hidden_size", "text_layers", "vision_layers", "heads", "mlp_ratio", "patch_size"):
             _check(getattr(self, name) >= 1, name, getattr(self, name), ">= 1")
         _check(self.hidden_size % self.heads == 0, "hidden_size", self.hidden_size, f"a multiple of heads={self.heads}")
@@ -244,9 +250,14 @@ class Backbone(torch.nn.Module):
         inputs = self.encode(images, prompts)
         is_target = torch.zeros_like(inputs["input_ids"], dtype=torch.bool)
         stop = set(self.spec.stop_ids(self.tokenizer))
+        # Special tokens other than the stop tokens are never answers; a generated image token would also
+        # break the next forward (a random-init model emitted one: "tokens: 513, features: 512").
+        banned = sorted(set(self.tokenizer.all_special_ids) - stop)
         out: list[list[int]] = [[] for _ in prompts]
         for step in range(max_new_tokens):
-            nxt = self.logits(self.last_hidden_state(inputs)[:, -1]).argmax(-1)  # (B,)
+            logits = self.logits(self.last_hidden_state(inputs)[:, -1])  # (B, V)
+            logits[:, banned] = float("-inf")
+            nxt = logits.argmax(-1)  # (B,)
             for row, tok in zip(out, nxt.tolist()):
                 if not (row and row[-1] in stop):
                     row.append(tok)
@@ -322,6 +333,9 @@ def make_backbone(cfg: BackboneConfig, texts: Sequence[str] | None = None) -> Ba
     torch.manual_seed(cfg.seed)
     model = family.model_class(family.build_config(cfg, tokenizer)).eval()
     card = {"init": "random (from scratch)", "backbone_config": asdict(cfg)}
+    if cfg.vision_init == "pretrained":
+        family.pretrained_vision(model)
+        card["init"] = "vision tower pretrained (real weights), the rest random"
     return Backbone(family, model, tokenizer, cfg.image_size, card)
 
 

@@ -18,7 +18,7 @@ from transformers import PretrainedConfig, PreTrainedTokenizerFast
 if TYPE_CHECKING:
     from vlm4vla.backbones.base import BackboneConfig, ModuleGroups
 
-FAMILY_MODULES = ("qwen2_vl", "paligemma", "idefics3", "llava")  # one file each in this package
+FAMILY_MODULES = ("qwen2_vl", "paligemma", "idefics3", "llava", "mobilenet_llava")  # one file each in this package
 _REGISTRY: dict[str, "Family"] = {}
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP normalisation (Qwen-VL, LLaVA)
@@ -51,6 +51,8 @@ class Family:
     image_std: tuple[float, float, float] = CLIP_STD
     token_types: Callable[[torch.Tensor, torch.Tensor, PretrainedConfig], dict[str, torch.Tensor]] = no_token_types
     load_classes: Mapping[str, type] = dataclasses.field(default_factory=dict)  # model_type -> class, if not model_class
+    # loads real pretrained vision weights into a freshly built model (BackboneConfig.vision_init="pretrained")
+    pretrained_vision: Callable[[Any], None] | None = None
 
     def class_for(self, model_type: str) -> type:
         """The transformers class that loads a checkpoint of ``model_type``."""

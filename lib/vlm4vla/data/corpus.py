@@ -33,14 +33,17 @@ class CorpusConfig:
     n_heldout: int = 300
     questions_per_image: int = 3
     image_size: int = 64
+    max_objects: int = 4  # objects per scene are drawn uniformly from 1..max_objects
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("n_train", "n_heldout", "questions_per_image"):
+        for name in ("n_train", "n_heldout", "questions_per_image", "max_objects"):
             if getattr(self, name) < 1:
                 raise ValueError(f"CorpusConfig.{name}={getattr(self, name)!r} is invalid: must be >= 1")
         if self.image_size < 32:
             raise ValueError(f"CorpusConfig.image_size={self.image_size!r} is invalid: must be >= 32")
+        if self.max_objects > GRID * GRID:
+            raise ValueError(f"CorpusConfig.max_objects={self.max_objects!r} is invalid: must be <= {GRID * GRID} (grid cells)")
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,7 @@ class Corpus:
     """One split: images uint8 (N, H, W, 3) and items (one row per caption or question)."""
 
     images: np.ndarray
-    items: pd.DataFrame  # columns: image, kind ("caption" | "qa"), qtype, prompt, answer
+    items: pd.DataFrame  # columns: image, n_objects, kind ("caption" | "qa"), qtype, prompt, answer
 
     def __len__(self) -> int:
         return len(self.items)
@@ -115,18 +118,20 @@ def make_split(n: int, cfg: CorpusConfig, rng: np.random.Generator) -> Corpus:
     """``n`` scenes with a caption and ``questions_per_image`` questions each."""
     images, rows = [], []
     for i in range(n):
-        scene = sample_scene(rng, cfg.image_size)
+        scene = sample_scene(rng, cfg.image_size, cfg.max_objects)
         images.append(render_scene(scene, cfg.image_size))
-        rows.append({"image": i, "kind": "caption", "qtype": "caption", "prompt": CAPTION_PROMPT, "answer": caption(scene)})
+        n = len(scene)  # lets pretraining start on single-object scenes (a curriculum)
+        rows.append({"image": i, "n_objects": n, "kind": "caption", "qtype": "caption", "prompt": CAPTION_PROMPT,
+                     "answer": caption(scene)})
         for qtype in rng.choice(QUESTION_TYPES, size=cfg.questions_per_image, replace=False):
             question, answer = ask(scene, str(qtype), rng)
-            rows.append({"image": i, "kind": "qa", "qtype": str(qtype), "prompt": question, "answer": answer})
+            rows.append({"image": i, "n_objects": n, "kind": "qa", "qtype": str(qtype), "prompt": question, "answer": answer})
     return Corpus(np.stack(images), pd.DataFrame(rows))
 
 
-def sample_scene(rng: np.random.Generator, size: int) -> list[SceneObject]:
-    """1-4 objects with distinct (colour, shape) in distinct grid cells, row-major order."""
-    n = int(rng.integers(1, 5))
+def sample_scene(rng: np.random.Generator, size: int, max_objects: int = 4) -> list[SceneObject]:
+    """1..max_objects objects with distinct (colour, shape) in distinct grid cells, row-major order."""
+    n = int(rng.integers(1, max_objects + 1))
     cells = sorted(rng.choice(GRID * GRID, size=n, replace=False).tolist())
     pairs = [(c, s) for c in COLOURS for s in SHAPES]
     chosen = rng.choice(len(pairs), size=n, replace=False)
