@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 
 from vlm4vla.backbones.base import Backbone, load_backbone
-from vlm4vla.backbones.control_supervision import (STAGE1_FREEZE, _repeat_rows, _resized, freeze_for_stage1,
+from vlm4vla.backbones.control_supervision import (mixed_pretrain_config, STAGE1_FREEZE, _repeat_rows, _resized, freeze_for_stage1,
                                                    item_losses)
 from vlm4vla.backbones.pretrain import RECIPES, PretrainConfig, pretrain
 from vlm4vla.data.auxiliary import (MIX_TASK, QTYPE_PREFIX, check_aux_task, make_auxiliary, score_answers,
@@ -81,9 +81,7 @@ class AuxConfig:
 
     def pretrain_config(self) -> PretrainConfig:
         """The loop's config (the mixed corpus holds every kind, so the recipe takes all)."""
-        return PretrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr, warmup_steps=self.warmup_steps,
-                              grad_clip=self.grad_clip, recipe="qa+captions", seed=self.seed,
-                              log_every=self.log_every, progress=self.progress)
+        return mixed_pretrain_config(self)
 
     def describe(self) -> str:
         return (f"{self.task}: {self.n_items} items, {self.steps} steps x batch {self.batch_size}, lr {self.lr}, "

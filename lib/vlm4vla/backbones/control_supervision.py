@@ -75,13 +75,18 @@ class ControlConfig:
 
     def pretrain_config(self) -> PretrainConfig:
         """The loop's config (the mixed corpus holds every kind, so the recipe takes all)."""
-        return PretrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr, warmup_steps=self.warmup_steps,
-                              grad_clip=self.grad_clip, recipe="qa+captions", seed=self.seed,
-                              log_every=self.log_every, progress=self.progress)
+        return mixed_pretrain_config(self)
 
     def describe(self) -> str:
         return (f"{self.steps} steps x batch {self.batch_size}, lr {self.lr}, vqa_ratio {self.vqa_ratio}, "
                 f"freeze {self.freeze}, seed {self.seed}, FAST chunk {self.fast.chunk_size} scale {self.fast.scale}")
+
+
+def mixed_pretrain_config(cfg: Any) -> PretrainConfig:
+    """``pretrain()``'s config for a stage-1 fine-tune on a mixed corpus (any config with the loop's fields)."""
+    return PretrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
+                          grad_clip=cfg.grad_clip, recipe="qa+captions", seed=cfg.seed,
+                          log_every=cfg.log_every, progress=cfg.progress)
 
 
 def fit_fast(store: DemoStoreLike, cfg: FastConfig) -> FastTokenizer:
