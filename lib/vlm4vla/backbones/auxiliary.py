@@ -26,9 +26,9 @@ import pandas as pd
 import torch
 
 from vlm4vla.backbones.base import Backbone, load_backbone
-from vlm4vla.backbones.control_supervision import (mixed_pretrain_config, STAGE1_FREEZE, _repeat_rows, _resized, freeze_for_stage1,
-                                                   item_losses)
-from vlm4vla.backbones.pretrain import RECIPES, PretrainConfig, pretrain
+from vlm4vla.backbones.control_supervision import (STAGE1_FREEZE, _repeat_rows, _resized, finetune_on_mix, item_losses,
+                                                   mixed_pretrain_config)
+from vlm4vla.backbones.pretrain import RECIPES, PretrainConfig
 from vlm4vla.data.auxiliary import (MIX_TASK, QTYPE_PREFIX, check_aux_task, make_auxiliary, score_answers,
                                     skill_summary)
 from vlm4vla.data.corpus import Corpus
@@ -131,17 +131,10 @@ def finetune_auxiliary(backbone: Backbone, store: DemoStore, corpus: Corpus, cfg
     if items is None:
         items = make_auxiliary(store, cfg.task, cfg.n_items, cfg.seed, split="train")
     mix = mixed_aux_corpus(store, items, corpus, cfg.vqa_ratio, cfg.general_recipe, cfg.seed)
-    table = freeze_for_stage1(backbone, cfg.freeze_variant)
-    card = dict(backbone.card)
-    try:
-        history = pretrain(backbone, mix, cfg.pretrain_config())
-    finally:
-        for p in backbone.model.parameters():
-            p.requires_grad_(True)
-    backbone.card = {**card, "auxiliary_finetuning": cfg.describe(),  # pretrain's own card keys undone
-                     "auxiliary_items": len(items),
-                     "auxiliary_trainable": int(table.loc["total", "trainable"]),
-                     "auxiliary_frozen": int(table.loc["total", "frozen"])}
+    history, table = finetune_on_mix(backbone, mix, cfg.freeze_variant, cfg.pretrain_config())
+    backbone.card.update({"auxiliary_finetuning": cfg.describe(), "auxiliary_items": len(items),
+                          "auxiliary_trainable": int(table.loc["total", "trainable"]),
+                          "auxiliary_frozen": int(table.loc["total", "frozen"])})
     return history
 
 

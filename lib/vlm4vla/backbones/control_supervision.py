@@ -163,17 +163,27 @@ def finetune_control(backbone: Backbone, store: DemoStoreLike, corpus: Corpus, c
     fast = fast or fit_fast(store, cfg.fast)
     add_fast_tokens(backbone, fast)
     mix = mixed_corpus(store, corpus, fast, cfg.vqa_ratio, cfg.general_recipe, cfg.seed)
-    table = freeze_for_stage1(backbone, cfg.freeze)
+    history, table = finetune_on_mix(backbone, mix, cfg.freeze, cfg.pretrain_config())
+    backbone.card.update({"control_supervision": cfg.describe(),
+                          "control_trainable": int(table.loc["total", "trainable"]),
+                          "control_frozen": int(table.loc["total", "frozen"])})
+    return history
+
+
+def finetune_on_mix(backbone: Backbone, mix: Corpus, freeze: str,
+                    pretrain_cfg: PretrainConfig) -> tuple[list[dict[str, float]], pd.DataFrame]:
+    """The shared stage-1 step: freeze a STAGE1_FREEZE variant, run ``pretrain()`` on ``mix``, make every
+    parameter trainable again and keep the model card as it was (pretrain writes its own keys).
+    Returns the loop's history and the frozen / trainable table."""
+    table = freeze_for_stage1(backbone, freeze)
     card = dict(backbone.card)
     try:
-        history = pretrain(backbone, mix, cfg.pretrain_config())
+        history = pretrain(backbone, mix, pretrain_cfg)
     finally:
         for p in backbone.model.parameters():
             p.requires_grad_(True)
-    backbone.card = {**card, "control_supervision": cfg.describe(),  # pretrain's own card keys undone
-                     "control_trainable": int(table.loc["total", "trainable"]),
-                     "control_frozen": int(table.loc["total", "frozen"])}
-    return history
+    backbone.card = card
+    return history, table
 
 
 @torch.no_grad()
