@@ -1,5 +1,6 @@
 # The README's commands. `make repro` and `make test` each set everything up first (scripts/setup.sh).
 PROFILE ?= default
+JOBS ?= 2
 VENV ?= .venv
 BIN := $(VENV)/bin
 export MUJOCO_GL ?= egl
@@ -12,9 +13,9 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt scripts/setup.sh
 	VENV=$(VENV) bash scripts/setup.sh
 
-## Reproduce the study with DVC: make repro [PROFILE=smoke|default|paper]
+## Reproduce the study with DVC: make repro [PROFILE=smoke|default|paper] [JOBS=2: stages at once]
 repro: setup
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/vlm4vla repro --profile $(PROFILE)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/vlm4vla repro --profile $(PROFILE) --jobs $(JOBS)
 
 ## Run the test suite (what CI runs)
 test: setup

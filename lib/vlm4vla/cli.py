@@ -51,6 +51,10 @@ def _index(args: argparse.Namespace) -> int:
 def _repro(args: argparse.Namespace) -> int:
     root = repo_root()
     write_params(args.profile, root)
+    if args.jobs > 1 and not args.dvc_args:
+        from .pipeline.schedule import parallel_repro
+
+        return parallel_repro(root, args.jobs)
     cmd = ["dvc", "repro", *args.dvc_args]
     print("$", " ".join(cmd), flush=True)
     return subprocess.call(cmd, cwd=root, env=None)
@@ -71,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_index)
     s = sub.add_parser("repro", help="write params.yaml for a profile, then dvc repro")
     s.add_argument("--profile", default="default")
+    s.add_argument("--jobs", type=int, default=1,
+                   help="stages at once (independent stages in separate `dvc repro --single-item`); 1: plain dvc repro")
     s.add_argument("dvc_args", nargs="*", help="passed to dvc repro")
     s.set_defaults(func=_repro)
     return p

@@ -1,0 +1,83 @@
+"""The parallel stage scheduler: plan from the stage graph, order, concurrency, failures, busy locks.
+
+Stages are fake processes (a Python one-liner) that log their start and end, so the test sees the
+schedule the real `dvc repro --single-item` calls would get.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vlm4vla.pipeline.schedule import Plan, make_plan, run_plan
+
+# a -> b -> d, a -> c -> d, e independent
+ORDER = ["a", "b", "c", "e", "d"]
+UPSTREAM = {"a": set(), "b": {"a"}, "c": {"a"}, "d": {"a", "b", "c"}, "e": set()}
+
+
+def fake_launcher(tmp_path: Path, fail: set[str] = frozenset(), busy_once: set[str] = frozenset()):
+    events = tmp_path / "events.txt"
+
+    def launch(stage: str, log: Path) -> subprocess.Popen:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        marker = tmp_path / f"{stage}.tried"
+        busy = stage in busy_once and not marker.exists()
+        marker.touch()
+        code = (f"import time; open({str(events)!r}, 'a').write('start {stage}\\n'); time.sleep(0.3); "
+                f"print({'ERROR: Unable to acquire lock' if busy else 'done'!r}); "
+                f"open({str(events)!r}, 'a').write('end {stage}\\n'); raise SystemExit({int(busy or stage in fail)})")
+        with open(log, "ab") as fh:
+            return subprocess.Popen([sys.executable, "-c", code], stdout=fh, stderr=subprocess.STDOUT)
+
+    return launch, events
+
+
+def _events(path: Path) -> list[str]:
+    return path.read_text().split("\n")[:-1]
+
+
+def test_plan_is_the_changed_stages_and_their_descendants() -> None:
+    plan = make_plan(ORDER, UPSTREAM, changed={"b"})
+    assert plan.order == ["b", "d"]
+    assert plan.upstream == {"b": set(), "d": {"b"}}  # a did not change: nothing to wait for
+    assert make_plan(ORDER, UPSTREAM, changed=set()).order == []
+
+
+def test_upstream_first_and_at_most_jobs_at_once(tmp_path: Path) -> None:
+    launch, events = fake_launcher(tmp_path)
+    status = run_plan(Plan(ORDER, UPSTREAM), 2, tmp_path / "logs", launch, echo=lambda s: None)
+    assert status == dict.fromkeys(ORDER, "ok")
+    log = _events(events)
+    for stage, ups in UPSTREAM.items():
+        for up in ups:
+            assert log.index(f"end {up}") < log.index(f"start {stage}"), (up, stage, log)
+    running, peak = 0, 0
+    for e in log:
+        running += 1 if e.startswith("start") else -1
+        peak = max(peak, running)
+    assert peak == 2  # b and c (or a and e) overlap, never three
+
+
+def test_a_failed_stage_skips_its_descendants_only(tmp_path: Path) -> None:
+    launch, events = fake_launcher(tmp_path, fail={"b"})
+    lines: list[str] = []
+    status = run_plan(Plan(ORDER, UPSTREAM), 2, tmp_path / "logs", launch, echo=lines.append)
+    assert status == {"a": "ok", "b": "failed", "c": "ok", "e": "ok", "d": "skipped"}
+    assert "start d" not in _events(events)
+    assert any(line.startswith("failed") and "log:" in line for line in lines)
+
+
+def test_a_busy_dvc_lock_is_retried(tmp_path: Path) -> None:
+    launch, events = fake_launcher(tmp_path, busy_once={"a"})
+    status = run_plan(Plan(["a", "b"], {"a": set(), "b": {"a"}}), 1, tmp_path / "logs", launch, echo=lambda s: None)
+    assert status == {"a": "ok", "b": "ok"}
+    assert _events(events).count("start a") == 2
+
+
+def test_jobs_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="jobs=0"):
+        run_plan(Plan([], {}), 0, tmp_path, fake_launcher(tmp_path)[0])
