@@ -16,6 +16,10 @@
 # (Huber on the arm + 0.01 x BCE on the gripper), AdamW with a short warm-up then a constant
 # learning rate. Then closed-loop success on the suite's held-out initial states for every
 # `execute_k` (actions executed per predicted chunk); all k are reported, the best is named as such.
+# `evaluation.checkpoints` adds earlier training steps, each evaluated at the first k: training stops
+# there, the policy is evaluated, and training resumes from that checkpoint (a resumed run equals an
+# uninterrupted one, tests/test_train.py), so the final policy is the same with or without them.
+# Finding 1 compares "final checkpoint, fixed k" with the paper's "best of" several.
 #
 # Deviations from the paper, by design: Meta-World actions are 3-D end-effector deltas + gripper,
 # so the arm branch predicts 3 values per step (paper: 6-D pose); small backbones from the zoo
@@ -25,10 +29,10 @@
 
 # %% tags=["parameters"]
 run = {"backbone": "artifacts/zoo/qwen-s-long", "init": "pretrained", "seed": 0, "freeze": "full",
-       "steps": 3000, "batch_size": 32, "lr": 3e-4, "warmup_steps": 100, "chunk": 4, "clip": 1.0, "threads": 2}
+       "steps": 3000, "batch_size": 32, "lr": 3e-4, "warmup_steps": 100, "chunk": 4, "clip": 1.0, "threads": 1}
 suite = {"preset": "mt10-vision", "image_size": 64}
 demos_dir = "artifacts/demonstrations"
-evaluation = {"episodes_per_task": 20, "seed": 1000, "execute_k": [4]}
+evaluation = {"episodes_per_task": 20, "seed": 1000, "execute_k": [4], "checkpoints": []}
 videos_per_task = 1
 out_dir = "artifacts/runs/example"
 metrics_path = "artifacts/metrics/runs/example.json"
@@ -45,13 +49,17 @@ from vlm4vla.adapter import load_policy
 from vlm4vla.envs import make_suite_config
 from vlm4vla.evaluate import EvalConfig, VideoRecorder, evaluate
 from vlm4vla.pipeline.notebook import repo_path, repo_root, write_metrics
-from vlm4vla.train import make_run_config, resolve_paths, train
+from vlm4vla.train import discard_foreign_run, make_run_config, resolve_paths, train, train_to_milestone
 
 out = repo_path(out_dir)
 run_cfg = resolve_paths(make_run_config({**run, "demos_dir": demos_dir}), repo_root())
 suite_cfg = make_suite_config(suite["preset"], **{k: v for k, v in suite.items() if k != "preset"})
 execute_ks = list(evaluation["execute_k"])
-eval_cfg = EvalConfig(**{k: v for k, v in evaluation.items() if k != "execute_k"}, execute_k=execute_ks[0])
+eval_cfg = EvalConfig(**{k: v for k, v in evaluation.items() if k not in ("execute_k", "checkpoints")},
+                      execute_k=execute_ks[0])
+milestones = sorted(set(evaluation["checkpoints"]))
+if any(not 0 < m < run_cfg.train.steps for m in milestones):
+    raise ValueError(f"evaluation.checkpoints={milestones}: each must lie in 1..{run_cfg.train.steps - 1} (run.steps)")
 run_cfg
 
 # %% [markdown]
@@ -60,6 +68,11 @@ run_cfg
 # of a 2-8B backbone; the reference head is a fixed ~6.5M, so on small backbones it is far more).
 
 # %%
+if discard_foreign_run(out, run_cfg.to_dict()):
+    print(f"{out_dir} held checkpoints of another run config: removed, training from step 0")
+early = {}  # step -> closed-loop result at the first k, for the checkpoint-selection comparison
+for step in milestones:
+    early[step] = evaluate(load_policy(train_to_milestone(run_cfg, out, step)), suite_cfg, eval_cfg)
 summary = train(run_cfg, out)
 display(summary["freezing"])
 pd.Series({k: summary[k] for k in ("steps", "resumed_from", "seconds", "samples_per_s", "new_parameters",
@@ -91,6 +104,13 @@ per_task
 pd.DataFrame({f"k={k}": {"mean_success": r["mean_success"], "ci95": r["overall"]["ci95"],
                          "env_steps_per_s": r["steps_per_s"]} for k, r in results.items()}).T
 
+# %% [markdown]
+# Earlier checkpoints (if any), at k = the first `execute_k`, next to the final one.
+
+# %%
+by_step = {**{step: r["mean_success"] for step, r in early.items()}, summary["steps"]: results[execute_ks[0]]["mean_success"]}
+pd.Series(by_step, name=f"mean success, k={execute_ks[0]}").rename_axis("training step").to_frame()
+
 # %%
 for gif in sorted((out / "videos" / f"k{execute_ks[0]}").glob("*.gif"))[:4]:
     print(gif.name)
@@ -98,10 +118,13 @@ for gif in sorted((out / "videos" / f"k{execute_ks[0]}").glob("*.gif"))[:4]:
 
 # %%
 (out / "eval_results.json").write_text(json.dumps({str(k): r for k, r in results.items()}, indent=1, default=str) + "\n")
+(out / "eval_checkpoints.json").write_text(json.dumps({str(s): r for s, r in early.items()}, indent=1, default=str) + "\n")
 best_k = max(results, key=lambda k: results[k]["mean_success"])
 write_metrics(metrics_path, {
     **{f"success_k{k}": r["mean_success"] for k, r in results.items()},
     "best_k": best_k, "success_best_k": results[best_k]["mean_success"],
+    **{f"success_step{s}_k{execute_ks[0]}": r["mean_success"] for s, r in early.items()},
+    "success_best_of": max([*by_step.values(), results[best_k]["mean_success"]]),
     "final_loss": float(history["loss"].tail(50).mean()), "train_steps": summary["steps"],
     "train_samples_per_s": summary["samples_per_s"], "new_parameter_share": summary["new_share"],
     "backbone": run["backbone"], "init": run.get("init", "pretrained"), "freeze": run["freeze"], "seed": run["seed"],

@@ -22,7 +22,8 @@ from vlm4vla.adapter.actions import fit_conventions
 from vlm4vla.constants import INSTRUCTION, OBS_IMAGE
 from vlm4vla.data.chunks import ARM_TARGET, GRIPPER_TARGET, ChunkDataset, DataConfig, StepSampler
 from vlm4vla.envs.instructions import instructions_for
-from vlm4vla.train import RunConfig, TrainingDiverged, lr_at, make_run_config, train
+from vlm4vla.train import (RunConfig, TrainingDiverged, discard_foreign_run, lr_at, make_run_config, train,
+                           train_to_milestone)
 from vlm4vla.train.step import check_finite
 
 TASKS = ("drawer-close-v3", "button-press-topdown-v3", "reach-v3")
@@ -106,6 +107,10 @@ def _weights(out_dir) -> dict[str, torch.Tensor]:
     return load_file(str(out_dir / "checkpoints" / "step_00000006" / "model.safetensors"))
 
 
+def _weights_in(policy_dir) -> dict[str, torch.Tensor]:
+    return load_file(str(next(policy_dir.glob("*.safetensors"))))
+
+
 def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, monkeypatch):
     cfg, store = make_run_config(TINY), fake_store()
     train(cfg, tmp_path / "straight", store=store, progress=False)
@@ -139,6 +144,32 @@ def test_resume_refuses_a_different_run_config(tmp_path):
     assert summary["resumed_from"] == 2  # extending a run is allowed
     with pytest.raises(ValueError, match="different run config"):
         train(make_run_config({**TINY, "steps": 6, "lr": 5e-4}), tmp_path, store=fake_store(), progress=False)
+
+
+def test_milestone_then_final_equals_straight_and_the_snapshot_survives_a_rerun(tmp_path):
+    cfg, store = make_run_config(TINY), fake_store()
+    train(cfg, tmp_path / "straight", store=store, progress=False)
+    snapshot = train_to_milestone(cfg, tmp_path / "split", 3, store=store, progress=False)
+    early = _weights_in(snapshot)
+    train(cfg, tmp_path / "split", store=store, progress=False)
+    straight, split = _weights(tmp_path / "straight"), _weights(tmp_path / "split")
+    assert all(torch.equal(straight[n], split[n]) for n in straight)
+    final = _weights_in(tmp_path / "split" / "policy")
+    assert early.keys() == final.keys()
+    assert any(not torch.equal(early[n], final[n]) for n in early)  # the snapshot is the step-3 policy
+    # a re-run notebook (the final run already done) gets the same step-3 policy back, not the final one
+    again = train_to_milestone(cfg, tmp_path / "split", 3, store=store, progress=False)
+    assert again == snapshot and all(torch.equal(early[n], _weights_in(again)[n]) for n in early)
+
+
+def test_a_foreign_run_is_discarded_the_same_run_kept(tmp_path):
+    cfg = make_run_config({**TINY, "steps": 2})
+    train(cfg, tmp_path, store=fake_store(), progress=False)
+    assert not discard_foreign_run(tmp_path, make_run_config({**TINY, "steps": 4}).to_dict())  # an extension
+    assert (tmp_path / "checkpoints").exists()
+    assert discard_foreign_run(tmp_path, make_run_config({**TINY, "lr": 5e-4}).to_dict())
+    assert list(tmp_path.iterdir()) == []
+    assert not discard_foreign_run(tmp_path, cfg.to_dict())  # nothing left to discard
 
 
 def test_divergence_stops_with_step_and_loss(tmp_path):

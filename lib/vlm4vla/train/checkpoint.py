@@ -87,6 +87,23 @@ def _comparable(run: dict[str, Any]) -> dict[str, Any]:
     return run
 
 
+def discard_foreign_run(out_dir: Path, run: dict[str, Any]) -> bool:
+    """Empty ``out_dir`` if its checkpoints were written by another run config; True if it did.
+
+    For outputs that outlive a changed stage (DVC ``persist``): the same config resumes, an edited
+    one (other than ``train.steps``) starts afresh instead of failing in ``restore_latest``.
+    """
+    checkpoints = list_checkpoints(out_dir)
+    if not checkpoints:
+        return False
+    meta = json.loads((checkpoints[-1] / "state.json").read_text())
+    if _comparable(meta["run"]) == _comparable(run):
+        return False
+    for child in out_dir.iterdir():
+        shutil.rmtree(child) if child.is_dir() else child.unlink()
+    return True
+
+
 def restore_latest(state: TrainState, out_dir: Path) -> TrainState:
     """``state`` advanced to the last checkpoint in ``out_dir`` (model, optimizer, RNG); as is if none."""
     checkpoints = list_checkpoints(out_dir)

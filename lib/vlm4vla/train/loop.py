@@ -11,7 +11,9 @@ import contextlib
 import csv
 import json
 import os
+import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -173,6 +175,24 @@ def train(cfg: RunConfig, out_dir: str | Path, store: DemoStoreLike | None = Non
             history.close()
         seconds = time.perf_counter() - t0
     return _finish(state, conventions, table, out, start, seconds)
+
+
+def train_to_milestone(cfg: RunConfig, out_dir: str | Path, step: int, **kwargs: Any) -> Path:
+    """The policy after ``step`` training steps of ``cfg``, kept as ``policy-step<step>/``.
+
+    Trains to ``step`` (resuming as ``train`` does) unless that snapshot exists, so a killed and
+    re-run notebook evaluates the same early policy; a later ``train(cfg, out_dir)`` resumes from it
+    to the same final policy as an uninterrupted run.
+    """
+    out = Path(out_dir)
+    snapshot = out / f"{POLICY_DIR}-step{step}"
+    if not snapshot.exists():
+        part = train(replace(cfg, train=replace(cfg.train, steps=step)), out, **kwargs)
+        tmp = out / f".{snapshot.name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(part["policy_dir"], tmp)
+        os.replace(tmp, snapshot)
+    return snapshot
 
 
 def _finish(state: TrainState, conventions: ActionConventions, table: Any, out: Path,
