@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from vlm4vla.analysis import backbones as bb
-from vlm4vla.analysis.runs import load_runs
+from vlm4vla.analysis.runs import load_early_checkpoints, load_runs
 
 
 def _episodes(rates: dict[tuple[str, str], float], seeds=(0, 1, 2), tasks=("a", "b"), n=20, ks=(4, 1)) -> pd.DataFrame:
@@ -49,10 +49,34 @@ def test_capability_correlation_recovers_a_monotone_relation():
 def test_selection_effect_is_never_negative_and_main_table_orders_by_success():
     eps = _episodes({("m1", "pretrained"): 0.5, ("m2", "pretrained"): 0.7})
     sel = bb.selection_effect(eps)
-    assert (sel["optimism"] >= 0).all() and (sel["best_k"] == 4).all()
+    assert (sel["optimism"] >= 0).all() and (sel["best_k"] == 4).all() and (sel["runs"] == 3).all()
     table = bb.main_table(bb.fixed_k(eps))
     assert list(table["backbone"]) == ["m2", "m1"]
     assert (table["pooled_ci_low"] <= table["success"]).all() and (table["success"] <= table["pooled_ci_high"]).all()
+
+
+def test_selection_counts_only_swept_runs_and_picks_the_best_checkpoint():
+    swept = _episodes({("m1", "pretrained"): 0.5}, seeds=(0,), ks=(4, 1))
+    plain = _episodes({("m1", "pretrained"): 0.1}, seeds=(1, 2), ks=(4,))  # no sweep: left out of the table
+    early = _episodes({("m1", "pretrained"): 0.8}, seeds=(0,), ks=(4,)).assign(step=1500)
+    sel = bb.selection_effect(pd.concat([swept, plain], ignore_index=True), early).set_index("backbone")
+    assert sel.loc["m1", "runs"] == 1
+    assert sel.loc["m1", "fixed_k"] == pytest.approx(0.525, abs=0.001)  # seed 0 only, k=4, final
+    assert sel.loc["m1", "best_choice"] == "k=4, step 1500"
+    assert sel.loc["m1", "optimism"] == pytest.approx(0.3, abs=0.02)
+    without = bb.selection_effect(pd.concat([swept, plain], ignore_index=True)).set_index("backbone")
+    assert without.loc["m1", "best_choice"] == "k=4, step final" and without.loc["m1", "optimism"] == 0
+
+
+def test_load_early_checkpoints_reads_each_step_at_its_k(tmp_path):
+    assert load_early_checkpoints(tmp_path, "bb-").empty
+    (tmp_path / "artifacts/metrics/runs").mkdir(parents=True)
+    (tmp_path / "artifacts/runs/bb-x-s0").mkdir(parents=True)
+    (tmp_path / "artifacts/metrics/runs/bb-x-s0.json").write_text(json.dumps({"backbone": "artifacts/zoo/x", "seed": 0}))
+    result = {"per_task": {"t": {"successes": 1, "n": 4, "success_rate": 0.25}}, "eval": {"execute_k": 2}}
+    (tmp_path / "artifacts/runs/bb-x-s0/eval_checkpoints.json").write_text(json.dumps({"1500": result}))
+    early = load_early_checkpoints(tmp_path, "bb-")
+    assert early.iloc[0][["backbone", "k", "step", "successes"]].tolist() == ["x", 2, 1500, 1]
 
 
 def test_load_runs_reads_cached_runs_and_names_missing_ones(tmp_path):

@@ -1,8 +1,9 @@
 """Cached policy runs as tidy tables.
 
 A run is a folder ``artifacts/runs/<name>/`` written by ``notebooks/02-train-policy.py`` with
-``eval_results.json`` (the harness's dict per executed-k) next to its headline metrics
-``artifacts/metrics/runs/<name>.json`` (backbone, init, freeze, seed). Nothing is recomputed here.
+``eval_results.json`` (the harness's dict per executed-k, final policy) and, when earlier checkpoints
+were evaluated, ``eval_checkpoints.json`` (per training step, at the first k), next to its headline
+metrics ``artifacts/metrics/runs/<name>.json`` (backbone, init, freeze, seed). Nothing is recomputed here.
 """
 
 from __future__ import annotations
@@ -27,6 +28,25 @@ def load_run(run_dir: Path, metrics: dict[str, Any]) -> pd.DataFrame:
     if not results_file.exists():
         raise FileNotFoundError(f"{results_file} is missing: re-run the stage `dvc repro train@{run_dir.name}`")
     results = json.loads(results_file.read_text())
+    return _rows(run_dir, metrics, {int(k): r for k, r in results.items()})
+
+
+def load_early_checkpoints(root: Path, prefix: str = "") -> pd.DataFrame:
+    """Per-task success of the earlier checkpoints (EPISODE_COLUMNS + ``step``); empty if none."""
+    metrics_dir, runs_dir = root / "artifacts/metrics/runs", root / "artifacts/runs"
+    frames = []
+    for metrics_file in sorted(metrics_dir.glob(f"{prefix}*.json")):
+        early_file = runs_dir / metrics_file.stem / "eval_checkpoints.json"
+        if not early_file.exists():
+            continue
+        metrics = json.loads(metrics_file.read_text())
+        for step, result in json.loads(early_file.read_text()).items():
+            rows = _rows(runs_dir / metrics_file.stem, metrics, {int(result["eval"]["execute_k"]): result})
+            frames.append(rows.assign(step=int(step)))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*EPISODE_COLUMNS, "step"])
+
+
+def _rows(run_dir: Path, metrics: dict[str, Any], results: dict[int, dict[str, Any]]) -> pd.DataFrame:
     rows = []
     for k, result in results.items():
         benchmark = result.get("suite", {}).get("benchmark", "metaworld")
@@ -34,7 +54,7 @@ def load_run(run_dir: Path, metrics: dict[str, Any]) -> pd.DataFrame:
             rows.append({
                 "run": run_dir.name, "backbone": backbone_name(metrics.get("backbone", "?")),
                 "init": metrics.get("init", "pretrained"), "freeze": metrics.get("freeze", "full"),
-                "seed": metrics.get("seed", 0), "benchmark": benchmark, "k": int(k), "task": task,
+                "seed": metrics.get("seed", 0), "benchmark": benchmark, "k": k, "task": task,
                 "successes": int(t["successes"]), "n": int(t["n"]), "success_rate": float(t["success_rate"]),
             })
     return pd.DataFrame(rows, columns=EPISODE_COLUMNS)
