@@ -31,10 +31,12 @@ metrics_path = "artifacts/metrics/03-backbones.json"
 # %%
 import matplotlib.pyplot as plt
 import pandas as pd
+import seaborn as sns
 from IPython.display import Markdown, display
 
 from vlm4vla.analysis import backbones as bb
 from vlm4vla.analysis import paper, plots
+from vlm4vla.analysis.baselines import above_blind, load_baselines, per_task_with_baselines
 from vlm4vla.analysis.runs import load_early_checkpoints, load_runs
 from vlm4vla.analysis.zoo import load_probes
 from vlm4vla.pipeline.notebook import repo_root, write_metrics
@@ -59,6 +61,22 @@ display(paper.main_table())
 # %%
 ax = plots.success_bars(table)
 ax.set_title("VLA success per backbone (green: VLM-initialised, grey: from scratch)");
+
+# %% [markdown]
+# ## Per task, next to the vision-free baselines and the expert
+# Same held-out episodes for every column (`10-baselines`). The null policy (no motion) and the
+# blind replay (a demonstration's actions, no image) show how much of a task needs no vision.
+
+# %%
+baselines = load_baselines(root)
+pretrained = fixed[fixed["init"] == "pretrained"]
+per_task = per_task_with_baselines(pretrained, "backbone", baselines)
+fig, ax = plt.subplots(figsize=(1.0 * per_task.shape[1] + 2, 0.45 * per_task.shape[0] + 1.5))
+sns.heatmap(per_task, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", cbar=False, ax=ax)
+ax.set_title(f"success per task at k={int(fixed['k'].iloc[0])}, final checkpoint (mean over seeds)")
+plt.show()
+display(Markdown("Tasks where a backbone beats the blind replay: " + "; ".join(
+    f"**{b}** {len(above_blind(per_task, b))}/{len(per_task) - 1}" for b in pretrained["backbone"].unique())))
 
 # %% [markdown]
 # ## VLM initialisation vs from scratch

@@ -35,6 +35,7 @@ from IPython.display import Markdown, display
 
 from vlm4vla.analysis import auxiliary as aux
 from vlm4vla.analysis.backbones import fixed_k
+from vlm4vla.analysis.baselines import load_baselines, per_task_with_baselines
 from vlm4vla.analysis.runs import load_runs
 from vlm4vla.backbones.auxiliary import auxiliary_examples, auxiliary_table
 from vlm4vla.pipeline.notebook import repo_path, repo_root, write_metrics
@@ -60,9 +61,27 @@ for ax, base in zip(axes[0], bases):
     ax.tick_params(axis="x", rotation=30)
 fig.tight_layout()
 
+# %% [markdown]
+# Change against the base. With one seed per auxiliary task (the default profile's budget) the
+# comparison is with the base run of the same seed over its 200 evaluation episodes (`unit`); the
+# base's own seed-to-seed SD (`base_seed_sd`, 3 seeds) says how large a change seed noise alone makes.
+
 # %%
 changes = aux.versus_base(episodes)
 changes.round(3)
+
+# %% [markdown]
+# Per task, each auxiliary fine-tune (mean over seeds) next to the vision-free baselines and the expert.
+
+# %%
+baselines = load_baselines(root)
+for base in bases:
+    labelled = aux.label_aux(episodes)
+    per_task = per_task_with_baselines(labelled[labelled["base"] == base], "aux_task", baselines)
+    fig, ax = plt.subplots(figsize=(1.0 * per_task.shape[1] + 2, 0.45 * per_task.shape[0] + 1.5))
+    sns.heatmap(per_task, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", cbar=False, ax=ax)
+    ax.set_title(f"{base}: success per task after each auxiliary fine-tune ('none' = the base)")
+    plt.show()
 
 # %% [markdown]
 # ## Does auxiliary skill gained predict control gained?

@@ -21,8 +21,7 @@
 # encoder frozen or trained; stage 2 is the usual VLA training with vision frozen or trained (`cs-`
 # runs). The paper's 3 x 2 table (Simpler %) is shown next to ours.
 #
-# Not yet here (issue #8): linear probes of the vision features for every cell, and general VQA
-# before / after stage 1 in this report (the stage-1 report `06-control-supervision` has the latter).
+# Not yet here (issue #8): linear probes of the vision features for every cell of the 3 x 2 table.
 
 # %% tags=["parameters"]
 bases = ["qwen-s-long"]
@@ -30,12 +29,17 @@ out_dir = "artifacts/vision-bottleneck"
 metrics_path = "artifacts/metrics/07-vision-bottleneck.json"
 
 # %%
+import json
+
+import matplotlib.pyplot as plt
 import pandas as pd
+import seaborn as sns
 from IPython.display import Markdown, display
 
 from vlm4vla.analysis import paper
 from vlm4vla.analysis import vision as vis
 from vlm4vla.analysis.backbones import fixed_k
+from vlm4vla.analysis.baselines import load_baselines, per_task_with_baselines
 from vlm4vla.analysis.runs import load_runs
 from vlm4vla.pipeline.notebook import repo_root, write_metrics
 
@@ -57,6 +61,17 @@ display(freezing.drop(columns=["seed_values"]).round(3))
 display(pd.DataFrame(paper.FREEZING_TABLE).T.rename_axis("paper: (CALVIN length, Simpler %)"))
 
 # %% [markdown]
+# Per task, each freezing condition (mean over backbones and seeds) next to the vision-free baselines
+# (null, blind replay) and the expert, on the same evaluation episodes.
+
+# %%
+per_task = per_task_with_baselines(episodes, "freeze", load_baselines(root))
+fig, ax = plt.subplots(figsize=(1.1 * per_task.shape[1] + 2, 0.45 * per_task.shape[0] + 1.5))
+sns.heatmap(per_task, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", cbar=False, ax=ax)
+ax.set_title("success per task by freezing condition")
+plt.show()
+
+# %% [markdown]
 # ## Control-relevant supervision: the 3 x 2 table (ours, then the paper's)
 
 # %%
@@ -66,6 +81,17 @@ for base in bases:
     display(Markdown(f"**{base}** (mean success [95% Wilson interval])"))
     display(vis.control_supervision_table(everything, base))
 display(pd.DataFrame(paper.CONTROL_SUPERVISION_TABLE).T.rename_axis("paper: Simpler %, Qwen3-VL-4B"))
+
+# %% [markdown]
+# General VQA accuracy (held-out corpus) before and after stage 1: the VQA share of the stage-1 mix is
+# meant to keep the model's general skill (from `06-control-supervision`).
+
+# %%
+stage1 = json.loads((root / "artifacts/metrics/06-control-supervision.json").read_text())
+vqa = pd.DataFrame({name.split("/", 1)[1]: {"before": stage1[name], "after": stage1[name.replace("before", "after")]}
+                    for name in stage1 if name.startswith("vqa_accuracy_before/")}).T
+vqa["change"] = vqa["after"] - vqa["before"]
+vqa.round(3)
 
 # %% [markdown]
 # ## Conclusion (computed from the numbers above)

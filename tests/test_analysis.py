@@ -129,3 +129,39 @@ def test_auxiliary_changes_and_skill_correlation():
     assert corr is not None and corr.n == 3
     lines = aux.conclusions(changes.reset_index(), corr)
     assert "pointing" in lines[0].split("significantly worse:")[1] and "best: dense" in lines[0]
+
+
+def test_one_seed_auxiliary_runs_are_compared_with_the_same_seed_base_over_episodes():
+    from vlm4vla.analysis import auxiliary as aux
+
+    eps = pd.concat([_episodes({("b", "pretrained"): 0.6}, ks=(4,), n=100),  # base: seeds 0, 1, 2
+                     _episodes({("b-aux-pointing", "pretrained"): 0.3}, seeds=(0,), ks=(4,), n=100),
+                     _episodes({("b-aux-dense", "pretrained"): 0.6}, seeds=(0,), ks=(4,), n=100)], ignore_index=True)
+    changes = aux.versus_base(eps).set_index("aux_task")
+    assert (changes["unit"] == "episodes, seed 0").all() and (changes["seeds"] == 1).all()
+    assert changes.loc["pointing", "base_success"] == pytest.approx(0.615, abs=0.001)  # seed 0 of the base only
+    assert changes.loc["pointing", "ci_high"] < 0 and changes.loc["pointing", "p_value"] < 1e-4
+    assert changes.loc["dense", "change"] == pytest.approx(0.0) and changes.loc["dense", "p_value"] == pytest.approx(1.0)
+    lines = aux.conclusions(changes.reset_index(), None)
+    assert any("cannot be tested" in line and "seed SD of 0.02" in line for line in lines)
+
+
+def test_baselines_sit_next_to_per_task_success_and_unknown_tasks_are_named(tmp_path):
+    from vlm4vla.analysis.baselines import above_blind, load_baselines, per_task_with_baselines
+
+    with pytest.raises(FileNotFoundError, match="dvc repro baselines"):
+        load_baselines(tmp_path)
+    res = lambda rates: {"per_task": {t: {"success_rate": r} for t, r in rates.items()},  # noqa: E731
+                         "mean_success": sum(rates.values()) / len(rates)}
+    (tmp_path / "artifacts/baselines").mkdir(parents=True)
+    (tmp_path / "artifacts/baselines/baselines.json").write_text(json.dumps(
+        {"null": res({"a": 0.0, "b": 0.0}), "blind replay": res({"a": 0.6, "b": 0.1}), "expert": res({"a": 1.0, "b": 1.0})}))
+    base = load_baselines(tmp_path)
+    assert base.loc["mean", "blind replay"] == pytest.approx(0.35)
+    eps = _episodes({("m1", "pretrained"): 0.5}, ks=(4,))
+    table = per_task_with_baselines(eps, "backbone", base)
+    assert list(table.columns) == ["m1", "null", "blind replay", "expert"]
+    assert table.loc["a", "m1"] == pytest.approx(eps[eps.task == "a"].success_rate.mean())
+    assert above_blind(table, "m1") == ["b"]  # 0.5-0.6 on a is below the blind 0.6; b is above 0.1
+    with pytest.raises(ValueError, match=r"tasks \['c'\]"):
+        per_task_with_baselines(eps.assign(task="c"), "backbone", base)

@@ -149,6 +149,15 @@ def test_every_stage_notebook_exists_and_is_a_percent_script(repo):
     assert not list((repo / "notebooks").glob("*.ipynb")), "notebooks are kept as jupytext scripts"
 
 
+@pytest.mark.parametrize("name", ["smoke", "default", "paper"])
+def test_baselines_count_the_runs_own_evaluation_episodes(repo, name):
+    params = profiles.load_profile(name, repo)
+    run_eval, base_eval = params["training"]["evaluation"], params["baselines"]["evaluation"]
+    for key in ("episodes_per_task", "seed"):
+        assert base_eval[key] == run_eval[key], f"profiles/{name}: baselines.evaluation.{key} != training.evaluation.{key}"
+    assert params["baselines"]["suite"] == params["training"]["suite"], f"profiles/{name}: baselines.suite != training.suite"
+
+
 def test_notebook_defaults_are_the_default_profile(repo):
     """STYLE: a notebook's parameters cell holds the default profile, so both read the same."""
     from vlm4vla.pipeline.runner import notebook_defaults

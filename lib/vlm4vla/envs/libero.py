@@ -26,7 +26,7 @@ import contextlib  # noqa: E402
 import importlib.util  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
-from typing import Any, Iterator  # noqa: E402
+from typing import Any, Callable, Iterator  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -44,6 +44,15 @@ N_INIT_STATES = 50
 ACTION_DIM = 7
 POS_SCALE = 0.05  # metres per unit of the position action (controller output_max)
 ROT_SCALE = 0.5  # radians per unit of the rotation action
+N_TASKS = {"libero_spatial": 10, "libero_object": 10, "libero_goal": 10, "libero_10": 10, "libero_90": 90}
+FULL_OPENING_M = 0.08  # Panda finger opening when fully open (gripper_opening = width / this)
+GRIPPER_OPEN_THRESHOLD = 0.5  # normalised opening above which the gripper counts as open (as sim.py)
+# Segmentation ids: 0-4 mean what they mean in the Meta-World stores (envs/ground_truth.py), with the
+# object to move as the task object and the place target (basket, plate) as the goal; LIBERO scenes
+# also hold distractor objects and furniture, which get an id of their own.
+SEGMENTATION_CLASSES = {0: "background", 1: "robot", 2: "gripper", 3: "task_object", 4: "goal", 5: "other_object"}
+BACKGROUND, ROBOT, GRIPPER, TASK_OBJECT, GOAL, OTHER_OBJECT = range(6)
+_MJ_GEOM = 5  # mujoco.mjtObj.mjOBJ_GEOM in robosuite's segmentation render
 
 
 def libero_available() -> bool:
@@ -116,7 +125,9 @@ class LiberoTaskEnv:
     """A reusable LIBERO environment for one task (creating one costs ~4 s: reuse it across episodes)."""
 
     def __init__(self, suite: str, task_id: int, image_size: int = 64, camera: str = CAMERA,
-                 max_episode_steps: int | None = None, tune_render: bool = True, render: bool = True) -> None:
+                 max_episode_steps: int | None = None, tune_render: bool = True, render: bool = True,
+                 depth: bool = False) -> None:
+        """``depth=True`` adds the camera's depth buffer to every observation (same render as the RGB)."""
         _require()
         from libero.libero.envs import OffScreenRenderEnv
 
@@ -126,7 +137,8 @@ class LiberoTaskEnv:
         self.init_states = info["init_states"]
         self.max_episode_steps = max_episode_steps or MAX_STEPS.get(suite, 300)
         kwargs = dict(bddl_file_name=info["bddl_file"], camera_names=[camera], camera_heights=image_size,
-                      camera_widths=image_size, hard_reset=False, use_camera_obs=render)
+                      camera_widths=image_size, hard_reset=False, use_camera_obs=render,
+                      camera_depths=render and depth)
         self.rendering = render
         with _tuned_sims() if tune_render else contextlib.nullcontext():
             self.env = OffScreenRenderEnv(**kwargs)
@@ -134,6 +146,8 @@ class LiberoTaskEnv:
         self.raw = self.env.env  # the robosuite / BDDL environment
         self.obs: dict[str, Any] = {}
         self.steps = 0
+        self._geoms: dict[tuple[str, int | None], np.ndarray] = {}  # object geoms never change: found once
+        self._seg_lookup: np.ndarray | None = None
 
     # -- episode ---------------------------------------------------------------------------------
     def reset(self, init_id: int) -> None:
@@ -197,19 +211,22 @@ class LiberoTaskEnv:
     def object_points(self, name: str, group: int | None = 0) -> np.ndarray:
         """World-frame corners (K, 3) of the local bounding boxes of an object's geoms (collision geoms by default)."""
         m, d = self.sim.model._model, self.sim.data._data
-        obj = self.raw.objects_dict.get(name) or self.raw.fixtures_dict[name]
-        root = m.body(obj.root_body).id
-        geoms = [g for g in range(m.ngeom) if _in_subtree(m, m.geom_bodyid[g], root)
-                 and (group is None or m.geom_group[g] == group)]
-        if not geoms and group is not None:
-            return self.object_points(name, None)
+        geoms = self._object_geoms(name, group)
         corners = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=np.float64)
-        pts = []
-        for g in geoms:
-            center, half = m.geom_aabb[g][:3], m.geom_aabb[g][3:]
-            local = center + corners * half
-            pts.append(d.geom_xpos[g] + local @ d.geom_xmat[g].reshape(3, 3).T)
-        return np.concatenate(pts)
+        local = m.geom_aabb[geoms][:, None, :3] + corners[None] * m.geom_aabb[geoms][:, None, 3:]  # (G, 8, 3)
+        rot = d.geom_xmat[geoms].reshape(-1, 3, 3)
+        return (d.geom_xpos[geoms][:, None] + np.einsum("gkj,gij->gki", local, rot)).reshape(-1, 3)
+
+    def _object_geoms(self, name: str, group: int | None) -> np.ndarray:
+        key = (name, group)
+        if key not in self._geoms:
+            m = self.sim.model._model
+            obj = self.raw.objects_dict.get(name) or self.raw.fixtures_dict[name]
+            root = m.body(obj.root_body).id
+            geoms = [g for g in range(m.ngeom) if _in_subtree(m, m.geom_bodyid[g], root)
+                     and (group is None or m.geom_group[g] == group)]
+            self._geoms[key] = np.array(geoms, dtype=int) if geoms or group is None else self._object_geoms(name, None)
+        return self._geoms[key]
 
     def object_aabb(self, name: str, group: int | None = 0) -> tuple[np.ndarray, np.ndarray]:
         """World-frame axis-aligned box (lo, hi) of an object's geoms."""
@@ -223,12 +240,116 @@ class LiberoTaskEnv:
         mat = d.xmat[m.body(obj.root_body).id].reshape(3, 3)
         return float(np.arctan2(mat[1, 0], mat[0, 0]))
 
-    def ground_truth(self) -> dict[str, Any]:
-        """Positions of the end effector and all objects (world frame)."""
-        out = {"eef_pos": self.eef_pos(), "gripper_width": self.gripper_width()}
-        for n in self.object_names():
-            out[n] = np.array(self.obs.get(f"{n}_pos", np.zeros(3)))
+    def object_center(self, name: str) -> np.ndarray:
+        """Centre of an object's (collision-geom) bounding box, or a region site's position (world frame)."""
+        if name in self.raw.objects_dict or name in self.raw.fixtures_dict:
+            lo, hi = self.object_aabb(name)
+            return (lo + hi) / 2
+        m, d = self.sim.model._model, self.sim.data._data
+        return np.array(d.site_xpos[m.site(name).id])
+
+    # -- ground truth for demonstrations (same fields as the Meta-World stores, envs/sim.py) -----------
+    def depth(self) -> np.ndarray:
+        """(H, W) float32 metres from the camera plane, upright; needs ``LiberoTaskEnv(..., depth=True)``."""
+        key = f"{self.camera}_depth"
+        if key not in self.obs:
+            raise RuntimeError("no depth in the observation: make the LiberoTaskEnv with depth=True")
+        m = self.sim.model._model
+        return _linear_depth(self.obs[key][::-1, :, 0], m.vis.map.znear * m.stat.extent, m.vis.map.zfar * m.stat.extent)
+
+    def segmentation(self) -> np.ndarray:
+        """(H, W) uint8 ids of SEGMENTATION_CLASSES, upright (one extra render of the camera)."""
+        # Sites (the grip-site marker, region markers) are hidden: they are not objects, and the grip
+        # site's long cylinder would paint the table "gripper" (robosuite shrinks them for the same reason).
+        vopt = self.sim._render_context_offscreen.vopt
+        shown = vopt.sitegroup.copy()
+        vopt.sitegroup[:] = 0
+        try:
+            seg = self.sim.render(camera_name=self.camera, width=self.size, height=self.size, segmentation=True)[::-1]
+        finally:
+            vopt.sitegroup[:] = shown
+        types, ids = seg[..., 0], seg[..., 1]  # robosuite: (object type, object id), -1 where nothing is hit
+        hit = (types == _MJ_GEOM) & (ids >= 0)
+        out = np.zeros(ids.shape, dtype=np.uint8)
+        out[hit] = self._segmentation_lookup()[ids[hit]]
         return out
+
+    def _segmentation_lookup(self) -> np.ndarray:
+        """(ngeom,) uint8 class of every geom, from its body (computed once per environment)."""
+        if self._seg_lookup is None:
+            m = self.sim.model._model
+            bodies = np.array([self._body_class(b) for b in range(m.nbody)], dtype=np.uint8)
+            self._seg_lookup = bodies[m.geom_bodyid]
+        return self._seg_lookup
+
+    def _body_class(self, body: int) -> int:
+        """Class of a body from its ancestors' names: robot0_ / mount0_ robot, gripper0_ and the hand gripper."""
+        m = self.sim.model._model
+        chain = []
+        while body != 0:
+            chain.append(m.body(body).name)
+            body = int(m.body_parentid[body])
+        if any(n.startswith("gripper0_") or n == "robot0_right_hand" for n in chain):
+            return GRIPPER
+        if any(n.startswith(("robot0_", "mount0_")) for n in chain):
+            return ROBOT
+        obj, target = parse_pick_place(self.goal_state()) or ("", "")
+        for name, thing in (*self.raw.objects_dict.items(), *self.raw.fixtures_dict.items()):
+            if thing.root_body in chain:
+                if name == obj:
+                    return TASK_OBJECT
+                if name == target:
+                    return GOAL
+                return BACKGROUND if "table" in name else OTHER_OBJECT
+        return BACKGROUND
+
+    def camera_matrices(self) -> tuple[np.ndarray, np.ndarray]:
+        """(K (3, 3) intrinsics in pixels, world-to-camera (4, 4) with x right, y down, z forward).
+
+        The formulas of robosuite's ``utils.camera_utils`` (get_camera_intrinsic_matrix / _extrinsic_matrix),
+        written out because that module imports h5py, which LIBERO does not install."""
+        m, d = self.sim.model._model, self.sim.data._data
+        cam = m.camera(self.camera).id
+        f = 0.5 * self.size / np.tan(np.deg2rad(m.cam_fovy[cam]) / 2)  # square image: fovx = fovy
+        K = np.array([[f, 0.0, self.size / 2], [0.0, f, self.size / 2], [0.0, 0.0, 1.0]])
+        cam_to_world = np.eye(4)
+        cam_to_world[:3, :3] = d.cam_xmat[cam].reshape(3, 3) @ np.diag([1.0, -1.0, -1.0])  # MuJoCo looks down -z, y up
+        cam_to_world[:3, 3] = d.cam_xpos[cam]
+        return K, np.linalg.inv(cam_to_world)
+
+    def project(self, points: np.ndarray) -> np.ndarray:
+        """World points (P, 3) -> (P, 2) float32 pixel (x, y) = (column, row) in the upright image, origin at the
+        top-left corner of the top-left pixel (so pixel (row i, column j) covers [j, j+1) x [i, i+1))."""
+        K, world_to_cam = self.camera_matrices()
+        pts = np.asarray(points, dtype=np.float64)
+        cam = pts @ world_to_cam[:3, :3].T + world_to_cam[:3, 3]  # (P, 3), z = distance along the view axis
+        uv = cam @ K.T
+        return (uv[:, :2] / uv[:, 2:3]).astype(np.float32)  # y grows downwards: rows of the upright image
+
+    def positions(self) -> dict[str, Any]:
+        """End effector, gripper, objects (bounding-box centres, world frame, metres) and their pixels."""
+        obj, target = parse_pick_place(self.goal_state()) or (self.object_names()[0], self.object_names()[-1])
+        objects = np.stack([self.object_center(n) for n in self.object_names()])  # (k, 3)
+        points = np.stack([self.eef_pos(), self.object_center(obj), self.object_center(target)])
+        pixels = self.project(points)
+        opening = min(self.gripper_width() / FULL_OPENING_M, 1.0)
+        return {"ee_pos": points[0], "gripper_opening": opening, "gripper_open": opening > GRIPPER_OPEN_THRESHOLD,
+                "object_pos": points[1], "objects_pos": objects.ravel(), "goal_pos": points[2],
+                "gripper_px": pixels[0], "object_px": pixels[1], "goal_px": pixels[2]}
+
+    def state(self) -> np.ndarray:
+        """Privileged state: robosuite's robot0_proprio-state (39) + object-state (14 per object)."""
+        return np.concatenate([self.obs["robot0_proprio-state"], self.obs["object-state"]]).astype(np.float32)
+
+    def ground_truth(self) -> dict[str, Any]:
+        """Frame, depth, segmentation, state, positions and pixels at the current step (same keys as sim.py)."""
+        return {"image": self.render(), "depth": self.depth(), "segmentation": self.segmentation(),
+                "state": self.state(), **self.positions()}
+
+
+def _linear_depth(buffer: np.ndarray, near: float, far: float) -> np.ndarray:
+    """MuJoCo's [0, 1] depth buffer -> metres from the camera plane (robosuite's ``get_real_depth_map``)."""
+    return (near / (1.0 - buffer.astype(np.float64) * (1.0 - near / far))).astype(np.float32)
 
 
 def _in_subtree(m: Any, body: int, root: int) -> bool:
@@ -448,9 +569,15 @@ class PickPlaceExpert:
         return self._move(env, tgt, -1.0)
 
 
+StepCallback = Callable[[LiberoTaskEnv, np.ndarray, int], None]  # (env before the action, action, step)
+
+
 def run_expert_episode(env: LiberoTaskEnv, init_id: int, expert: PickPlaceExpert | None = None,
-                       settle_steps: int = 10, record: bool = False) -> dict[str, Any]:
-    """One expert episode from an official initial state; returns success, steps, phase and frames."""
+                       settle_steps: int = 10, record: bool = False,
+                       on_step: StepCallback | None = None) -> dict[str, Any]:
+    """One expert episode from an official initial state; returns success, steps, phase and frames.
+
+    ``on_step(env, action, t)`` is called before each action is applied (the state the action answers)."""
     expert = expert or PickPlaceExpert()
     env.reset(init_id)
     env.settle(settle_steps)
@@ -463,13 +590,16 @@ def run_expert_episode(env: LiberoTaskEnv, init_id: int, expert: PickPlaceExpert
             frames.append(env.render())
         a = expert.act(env)
         actions.append(a)
+        if on_step is not None:
+            on_step(env, a, env.steps)
         info = env.step(a)
         if info["success"]:
             success = True
             break
         if info["truncated"]:
             break
-    out = {"success": success, "steps": env.steps, "phase": expert.phase, "seconds": time.time() - t0}
+    out = {"success": success, "steps": env.steps, "phase": expert.phase, "seconds": time.time() - t0,
+           "reward": float(info.get("reward", 0.0))}
     if record:
         out["frames"] = np.stack(frames)
         out["actions"] = np.stack(actions).astype(np.float32)

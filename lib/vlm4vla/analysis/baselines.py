@@ -1,0 +1,45 @@
+"""The vision-free baselines (null, blind replay) and the expert, per task, next to policy success.
+
+``notebooks/10-baselines.py`` evaluates them on the runs' own evaluation episodes and writes
+``artifacts/baselines/baselines.json`` (the harness's dict per reference policy).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+BASELINES_FILE = "artifacts/baselines/baselines.json"
+REFERENCES = ("null", "blind replay", "expert")
+
+
+def load_baselines(root: Path) -> pd.DataFrame:
+    """Success rate per task (rows, plus ``mean``) of each reference policy (columns)."""
+    path = root / BASELINES_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run `dvc repro baselines`")
+    results = json.loads(path.read_text())
+    table = pd.DataFrame({name: {task: r["success_rate"] for task, r in res["per_task"].items()}
+                          for name, res in results.items()})
+    table.loc["mean"] = [res["mean_success"] for res in results.values()]
+    return table[[c for c in REFERENCES if c in table.columns]]
+
+
+def per_task_with_baselines(episodes: pd.DataFrame, by: str, baselines: pd.DataFrame) -> pd.DataFrame:
+    """Success per task (rows, plus ``mean``) for each value of ``by`` (columns, mean over seeds), with
+    the reference policies' columns appended on the same tasks."""
+    per_seed = episodes.groupby([by, "seed", "task"])["success_rate"].mean()
+    table = per_seed.groupby([by, "task"]).mean().unstack(by)
+    table.loc["mean"] = episodes.groupby([by, "seed"])["success_rate"].mean().groupby(by).mean()
+    missing = sorted(set(table.index) - set(baselines.index))
+    if missing:
+        raise ValueError(f"baselines have no rows for tasks {missing}: re-run `dvc repro baselines` on this suite")
+    return table.join(baselines, how="left")
+
+
+def above_blind(table: pd.DataFrame, column: str) -> list[str]:
+    """Tasks (not ``mean``) on which ``column`` beats the blind replay."""
+    tasks = table.drop(index="mean", errors="ignore")
+    return tasks.index[tasks[column] > tasks["blind replay"]].tolist()

