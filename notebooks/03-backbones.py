@@ -97,9 +97,13 @@ success = table[table["init"] == "pretrained"].groupby("backbone")["success"].me
 correlations = bb.capability_correlations(success, probes)
 display(correlations.round(3))
 columns = [c for c in probes.columns if c in set(correlations["probe"])]
-fig, axes = plt.subplots(1, max(1, len(columns)), figsize=(4 * max(1, len(columns)), 3.6), squeeze=False)
-for ax, probe in zip(axes[0], columns):
-    plots.capability_scatter(success, probes[probe], title=probe, ax=ax)
+n_cols = min(4, max(1, len(columns)))
+n_rows = max(1, -(-len(columns) // n_cols))
+fig, axes = plt.subplots(n_rows, n_cols, figsize=(4 * n_cols, 3.4 * n_rows), squeeze=False)
+for ax, probe in zip(axes.flat, columns):
+    plots.capability_scatter(success, probes[probe], title=probe.removeprefix("probe_"), ax=ax)
+for ax in list(axes.flat)[len(columns):]:
+    ax.set_visible(False)
 fig.tight_layout()
 
 # %% [markdown]

@@ -44,6 +44,11 @@ def test_capability_correlation_recovers_a_monotone_relation():
     assert spearman.loc["general_vqa_accuracy", "p_value"] < 0.01
     assert spearman.loc["noise", "p_value"] > 0.05
     assert bb.best_predictor(corr)["probe"] == "general_vqa_accuracy"
+    # an error metric that falls as success rises predicts through a negative coefficient
+    probes["pointing_error"] = np.linspace(30, 5, 6) ** 1.5
+    probes["general_vqa_accuracy"] = [0.2, 0.3, 0.25, 0.5, 0.4, 0.6]
+    best = bb.best_predictor(bb.capability_correlations(success, probes))
+    assert best["probe"] == "pointing_error" and best["coefficient"] == pytest.approx(-1.0)
 
 
 def test_selection_effect_is_never_negative_and_main_table_orders_by_success():

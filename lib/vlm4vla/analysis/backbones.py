@@ -69,9 +69,10 @@ def capability_correlations(success: pd.Series, probes: pd.DataFrame, seed: int 
 
 
 def best_predictor(correlations: pd.DataFrame, method: str = "spearman") -> pd.Series | None:
-    """The probe whose correlation with success is largest (positive), or None if there is none."""
+    """The probe whose correlation with success is strongest in either direction (an error metric
+    predicts through a negative coefficient), or None if there is none."""
     table = correlations[correlations["method"] == method]
-    return None if table.empty else table.loc[table["coefficient"].idxmax()]
+    return None if table.empty else table.loc[table["coefficient"].abs().idxmax()]
 
 
 def selection_effect(episodes: pd.DataFrame, early: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -126,9 +127,14 @@ def conclusions(table: pd.DataFrame, gaps: pd.DataFrame, correlations: pd.DataFr
                      f"(95% CI [{row.ci_low:+.2f}, {row.ci_high:+.2f}], permutation p = {row.p_value:.2g}, n = {row.n} backbones): "
                      f"{strength}; {sure}. The paper reads about +0.8 on CALVIN and -0.4 / -0.2 on Simpler / LIBERO.")
     best = best_predictor(correlations)
+    n_probes = correlations["probe"].nunique() if len(correlations) else 0
     if best is not None:
-        lines.append(f"Best predictor of control among the probes: {best['probe']} (Spearman {best['coefficient']:+.2f}, "
-                     f"p = {best['p_value']:.2g}).")
+        sure = ("its interval excludes 0" if best["ci_low"] > 0 or best["ci_high"] < 0
+                else "its interval includes 0, so no probe is shown to predict control")
+        lines.append(f"Strongest predictor of control among the probes: {best['probe']} (Spearman {best['coefficient']:+.2f}, "
+                     f"95% CI [{best['ci_low']:+.2f}, {best['ci_high']:+.2f}], permutation p = {best['p_value']:.2g}, "
+                     f"n = {best['n']} backbones); {sure}. It was picked among {n_probes} probes: "
+                     f"Bonferroni-adjusted p = {min(1.0, best['p_value'] * n_probes):.2g}.")
     pretrained = table[table["init"] == "pretrained"]
     for benchmark, group in pretrained.groupby("benchmark"):
         top = group.iloc[0]
