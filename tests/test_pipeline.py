@@ -1,5 +1,6 @@
 """The pipeline: profiles, the notebook runner's checks, offline reports, the index."""
 
+import ast
 import json
 import shutil
 from pathlib import Path
@@ -170,3 +171,18 @@ def test_notebook_defaults_are_the_default_profile(repo):
             continue
         section = "training" if "foreach" in stage else cmd[cmd.index("--section") + 1]
         assert notebook_defaults(repo / f"notebooks/{cmd[2]}.py") == params[section], f"{cmd[2]} vs profiles/default.yaml:{section}"
+
+
+@pytest.mark.parametrize("notebook", sorted(p.name for p in (Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]-*.py")))
+def test_every_parameter_line_is_understood(notebook):
+    """papermill skips a parameters line it cannot parse (e.g. parentheses in a trailing comment) with
+    only a printed warning; the runner would then reject that parameter as unknown. Every name
+    assigned in the parameters cell must come back from the runner's parser with its value."""
+    from vlm4vla.pipeline.runner import notebook_defaults, notebook_parameters, read_notebook
+
+    path = Path(__file__).resolve().parents[1] / "notebooks" / notebook
+    cell = next(c for c in read_notebook(path).cells if "parameters" in c.metadata.get("tags", []))
+    assigned = [t.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign) for t in node.targets]
+    assert set(notebook_parameters(path)) == set(assigned), f"{notebook}: parameters the runner cannot read"
+    literal = {n for n in assigned if n not in ("out_dir", "metrics_path")}
+    assert literal <= set(notebook_defaults(path)) | {"out_dir", "metrics_path"}, notebook
