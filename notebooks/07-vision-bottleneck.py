@@ -21,10 +21,17 @@
 # encoder frozen or trained; stage 2 is the usual VLA training with vision frozen or trained (`cs-`
 # runs). The paper's 3 x 2 table (Simpler %) is shown next to ours.
 #
-# Not yet here (issue #8): linear probes of the vision features for every cell of the 3 x 2 table.
+# What the supervision changed in the vision encoder: linear probes of the vision features (ridge R^2
+# for end-effector, object and gripper state on held-out demonstration episodes, `vlm4vla.probes`) of
+# the backbone inside each cell's trained policy (seeds `probe_seeds`), next to the backbones before
+# stage 2 (the zoo base and the stage-1 outputs, from `08-robot-probes`).
 
 # %% tags=["parameters"]
 bases = ["qwen-s-long"]
+probe_seeds = [0]  # runs per cell whose policy backbone is probed (about a minute each)
+linear = {"max_frames": 1500, "n_boot": 1000, "pixel_size": 16, "seed": 0}  # as robot_probes.linear
+demos_dir = "artifacts/demonstrations"
+threads = 1
 out_dir = "artifacts/vision-bottleneck"
 metrics_path = "artifacts/metrics/07-vision-bottleneck.json"
 
@@ -34,15 +41,20 @@ import json
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
+import torch
 from IPython.display import Markdown, display
 
 from vlm4vla.analysis import paper
+from vlm4vla.analysis import robot_probes as rp
 from vlm4vla.analysis import vision as vis
 from vlm4vla.analysis.backbones import fixed_k
 from vlm4vla.analysis.baselines import load_baselines, per_task_with_baselines
 from vlm4vla.analysis.runs import load_runs
-from vlm4vla.pipeline.notebook import repo_root, write_metrics
+from vlm4vla.analysis.zoo import load_robot_probes
+from vlm4vla.data.demos import DemoStore
+from vlm4vla.pipeline.notebook import repo_path, repo_root, write_metrics
 
+torch.set_num_threads(threads)
 root = repo_root()
 full = fixed_k(load_runs(root, "bb-"))
 full = full[full["init"] == "pretrained"]
@@ -92,6 +104,27 @@ vqa = pd.DataFrame({name.split("/", 1)[1]: {"before": stage1[name], "after": sta
                     for name in stage1 if name.startswith("vqa_accuracy_before/")}).T
 vqa["change"] = vqa["after"] - vqa["before"]
 vqa.round(3)
+
+# %% [markdown]
+# ## What stage 1 and stage 2 did to the vision features: linear probes per cell
+# R^2 of a ridge probe from the frozen vision features of each cell's policy backbone (mean over the
+# probed runs), then the same probes before any VLA training: the zoo base and the stage-1 backbones.
+
+# %%
+probe_cfg = rp.make_probe_config({"n_per_kind": 20, "seed": 0}, linear, random_twin=False)
+members = [rp.Member("policies", run, root / "artifacts/runs" / run / "policy" / "backbone")
+           for base in bases for runs in vis.cell_runs(base, probe_seeds).values() for run in runs
+           if (root / "artifacts/runs" / run / "policy" / "backbone" / "config.json").exists()]
+rp.probe_backbones(members, DemoStore.open(repo_path(demos_dir)), probe_cfg, repo_path(out_dir) / "probes")
+policy_probes = rp.load_all(repo_path(out_dir) / "probes", ["policies"]).droplevel("group") if members else pd.DataFrame()
+scores = ["probe_linear_ee_r2", "probe_linear_object_r2", "probe_linear_gripper_r2"]
+for base in bases:
+    for score in scores:
+        display(Markdown(f"**{base}**, {score.removeprefix('probe_')}, inside the trained policy"))
+        display(vis.cell_probe_table(policy_probes, vis.cell_runs(base, probe_seeds), score) if len(policy_probes)
+                else "no cell has a trained policy yet")
+before = pd.concat([load_robot_probes(root, "zoo"), load_robot_probes(root, "control-supervision")])
+before.loc[[n for n in before.index if any(n == b or n.startswith(f"{b}-fast-") for b in bases)], scores].round(3)
 
 # %% [markdown]
 # ## Conclusion (computed from the numbers above)

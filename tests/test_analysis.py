@@ -170,3 +170,20 @@ def test_baselines_sit_next_to_per_task_success_and_unknown_tasks_are_named(tmp_
     assert above_blind(table, "m1") == ["b"]  # 0.5-0.6 on a is below the blind 0.6; b is above 0.1
     with pytest.raises(ValueError, match=r"tasks \['c'\]"):
         per_task_with_baselines(eps.assign(task="c"), "backbone", base)
+
+
+def test_every_cell_of_the_control_table_names_its_runs_and_probe_scores_land_in_it():
+    from vlm4vla.analysis import vision as vis
+
+    runs = vis.cell_runs("m", [0, 1])
+    assert runs[("no stage 1", "stage 2 vision trained")] == ["bb-m-pretrained-s0", "bb-m-pretrained-s1"]
+    assert runs[("no stage 1", "stage 2 vision frozen")] == ["fz-m-freeze_vision-s0", "fz-m-freeze_vision-s1"]
+    assert runs[("stage 1, vision frozen", "stage 2 vision trained")] == ["cs-m-freeze_vision-full-s0", "cs-m-freeze_vision-full-s1"]
+    assert len(runs) == 6
+    probes = pd.DataFrame({"probe_linear_ee_r2": [0.5, 0.7, 0.2]},
+                          index=["bb-m-pretrained-s0", "bb-m-pretrained-s1", "cs-m-none-freeze_vision-s0"])
+    table = vis.cell_probe_table(probes, runs, "probe_linear_ee_r2")
+    assert table.shape == (3, 2)
+    assert table.loc["no stage 1", "stage 2 vision trained"] == "0.60 (2 runs)"
+    assert table.loc["stage 1, vision trained", "stage 2 vision frozen"] == "0.20 (1 run)"
+    assert table.loc["stage 1, vision frozen", "stage 2 vision frozen"] == "not run"

@@ -8,6 +8,7 @@ backbone after FAST control supervision (stage 1 with the vision encoder frozen 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -74,6 +75,28 @@ def control_supervision_table(episodes: pd.DataFrame, base: str) -> pd.DataFrame
     for stage1, label in STAGE1_LABELS.items():
         stage1_runs = condition_success(episodes[episodes["backbone"] == f"{base}-fast-{stage1}"]).set_index("freeze")
         cells[label] = {STAGE2_LABELS[f]: _cell(stage1_runs, f) for f in STAGE2_LABELS}
+    order = ["no stage 1", STAGE1_LABELS["freeze_vision"], STAGE1_LABELS["none"]]
+    return pd.DataFrame.from_dict(cells, orient="index").loc[order, list(STAGE2_LABELS.values())]
+
+
+def cell_runs(base: str, seeds: list[int]) -> dict[tuple[str, str], list[str]]:
+    """The runs of each cell of the 3 x 2 table (row label, column label) -> run names, per the run
+    naming of profiles/default.yaml: no stage 1 = the bb- run (vision trained) and the fz- run (frozen)."""
+    runs = {("no stage 1", STAGE2_LABELS[FULL]): [f"bb-{base}-pretrained-s{s}" for s in seeds],
+            ("no stage 1", STAGE2_LABELS["freeze_vision"]): [f"fz-{base}-freeze_vision-s{s}" for s in seeds]}
+    for stage1, label in STAGE1_LABELS.items():
+        for stage2, column in STAGE2_LABELS.items():
+            runs[(label, column)] = [f"cs-{base}-{stage1}-{stage2}-s{s}" for s in seeds]
+    return runs
+
+
+def cell_probe_table(probes: pd.DataFrame, runs: dict[tuple[str, str], list[str]], score: str) -> pd.DataFrame:
+    """``score`` (a probe column) per cell, mean over the cell's probed runs; "not run" where none is."""
+    cells: dict[str, dict[str, Any]] = {}
+    for (row, column), names in runs.items():
+        have = [n for n in names if n in probes.index]
+        cells.setdefault(row, {})[column] = (f"{probes.loc[have, score].mean():.2f} ({len(have)} run{'s' * (len(have) != 1)})"
+                                             if have else "not run")
     order = ["no stage 1", STAGE1_LABELS["freeze_vision"], STAGE1_LABELS["none"]]
     return pd.DataFrame.from_dict(cells, orient="index").loc[order, list(STAGE2_LABELS.values())]
 
