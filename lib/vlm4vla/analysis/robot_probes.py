@@ -214,6 +214,8 @@ def plot_probe_scores(probes: pd.DataFrame) -> plt.Figure:
         for ref, style in (("chance", ":"), ("pixels", "--")):
             if f"{col}_{ref}" in probes:
                 ax.axvline(float(np.nanmean(probes[f"{col}_{ref}"])), color="#c33", linestyle=style, lw=1)
+        if col in LOWER_IS_BETTER and np.nanmax(score, initial=0) > 100:
+            ax.set_xscale("log")  # unparsed or far-off answers reach thousands of pixels
         ax.set_title(col.removeprefix(PREFIX) + (" (lower is better)" if col in LOWER_IS_BETTER else ""), fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0][0].set_yticks(y, labels)
