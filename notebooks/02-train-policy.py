@@ -19,6 +19,9 @@
 # `evaluation.checkpoints` adds earlier training steps, each evaluated at the first k: training stops
 # there, the policy is evaluated, and training resumes from that checkpoint (a resumed run equals an
 # uninterrupted one, tests/test_train.py), so the final policy is the same with or without them.
+# Every closed-loop result is kept in `evals/` with the policy's weight hash and the configs it was
+# computed with (`vlm4vla.train.evaluation`): a re-run of this notebook whose policy and configs are
+# unchanged reuses it instead of evaluating again.
 # Finding 1 compares "final checkpoint, fixed k" with the paper's "best of" several.
 #
 # Deviations from the paper, by design: Meta-World actions are 3-D end-effector deltas + gripper,
@@ -45,11 +48,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Image, display
 
-from vlm4vla.adapter import load_policy
 from vlm4vla.envs import make_suite_config
-from vlm4vla.evaluate import EvalConfig, VideoRecorder, evaluate
+from vlm4vla.evaluate import EvalConfig
 from vlm4vla.pipeline.notebook import repo_path, repo_root, write_metrics
 from vlm4vla.train import discard_foreign_run, make_run_config, resolve_paths, train, train_to_milestone
+from vlm4vla.train.evaluation import cached_evaluate
 
 out = repo_path(out_dir)
 run_cfg = resolve_paths(make_run_config({**run, "demos_dir": demos_dir}), repo_root())
@@ -72,8 +75,14 @@ if discard_foreign_run(out, run_cfg.to_dict()):
     print(f"{out_dir} held checkpoints of another run config: removed, training from step 0")
 early = {}  # step -> closed-loop result at the first k, for the checkpoint-selection comparison
 for step in milestones:
-    early[step] = evaluate(load_policy(train_to_milestone(run_cfg, out, step)), suite_cfg, eval_cfg)
+    early[step], _ = cached_evaluate(train_to_milestone(run_cfg, out, step), suite_cfg, eval_cfg,
+                                     out / "evals" / f"step{step}-k{eval_cfg.execute_k}.json")
+summary_file = out / "train_summary.json"
+previous = json.loads(summary_file.read_text()) if summary_file.is_file() else None
 summary = train(run_cfg, out)
+if summary["steps_this_session"] == 0 and previous and previous["steps"] == summary["steps"]:
+    summary = previous  # already trained: keep the timing of the session that trained it
+    summary_file.write_text(json.dumps(summary, indent=2, default=str) + "\n")
 display(summary["freezing"])
 pd.Series({k: summary[k] for k in ("steps", "resumed_from", "seconds", "samples_per_s", "new_parameters",
                                    "backbone_parameters", "new_share")})
@@ -92,10 +101,11 @@ fig.tight_layout()
 # Fixed held-out initial states; per-task success with 95% Wilson intervals, for each k.
 
 # %%
-policy = load_policy(summary["policy_dir"])
-results = {k: evaluate(policy, suite_cfg, replace(eval_cfg, execute_k=k),
-                       callbacks=[VideoRecorder(out / "videos" / f"k{k}", n_per_task=videos_per_task)])
-           for k in execute_ks}
+results, reused = {}, {}
+for k in execute_ks:
+    results[k], reused[k] = cached_evaluate(summary["policy_dir"], suite_cfg, replace(eval_cfg, execute_k=k),
+                                            out / "evals" / f"k{k}.json", out / "videos" / f"k{k}", videos_per_task)
+print("stored results reused for k =", [k for k, r in reused.items() if r] or "none")
 per_task = pd.concat({f"k={k}": pd.DataFrame(r["per_task"]).T[["successes", "n", "success_rate", "ci95"]]
                       for k, r in results.items()}, axis=1)
 per_task

@@ -1,0 +1,74 @@
+"""Closed-loop results kept next to the policy they measure, so a re-run notebook does not re-evaluate.
+
+A stored result is reused only when the policy's weights (a hash of its safetensors files and
+``policy.json``), the suite and the evaluation config all equal those it was computed with; any
+difference evaluates afresh and replaces it. Evaluation is the costliest part of a run after
+training (minutes per k on 2 cores), and a stage re-runs whenever a shared file or the run's
+parameters change, so without this every such edit would redo every policy's evaluation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from vlm4vla.adapter import load_policy
+from vlm4vla.envs import SuiteConfig
+from vlm4vla.evaluate import EvalConfig, VideoRecorder, evaluate
+
+__all__ = ["policy_fingerprint", "cached_evaluate"]
+
+_HASHED = ("*.safetensors", "policy.json")
+
+
+def policy_fingerprint(policy_dir: str | Path) -> str:
+    """sha256 over the policy folder's weights and ``policy.json`` (names and bytes, sorted)."""
+    root = Path(policy_dir)
+    files = sorted({f for pattern in _HASHED for f in root.rglob(pattern)})
+    if not files:
+        raise FileNotFoundError(f"{root} holds no policy weights ({', '.join(_HASHED)}): not a saved policy")
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.relative_to(root).as_posix().encode())
+        with f.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _key(policy_dir: Path, suite_cfg: SuiteConfig, eval_cfg: EvalConfig) -> dict[str, Any]:
+    key = {"policy": policy_fingerprint(policy_dir), "suite": suite_cfg.as_dict(), "eval": asdict(eval_cfg)}
+    return json.loads(json.dumps(key))  # as it reads back from the file (tuples become lists)
+
+
+def cached_evaluate(policy_dir: str | Path, suite_cfg: SuiteConfig, eval_cfg: EvalConfig, cache_file: str | Path,
+                    videos_dir: str | Path | None = None, videos_per_task: int = 0) -> tuple[dict[str, Any], bool]:
+    """``evaluate`` of the saved policy, or its stored result if nothing changed; (result, reused).
+
+    A fresh evaluation empties ``videos_dir`` first (no stale GIFs of an earlier policy) and records
+    ``videos_per_task`` episodes per task there; the result is written atomically to ``cache_file``.
+    """
+    policy_dir, cache_file = Path(policy_dir), Path(cache_file)
+    key = _key(policy_dir, suite_cfg, eval_cfg)
+    if cache_file.is_file():
+        try:
+            stored = json.loads(cache_file.read_text())
+        except json.JSONDecodeError:
+            stored = {}
+        if stored.get("key") == key:
+            return stored["result"], True
+    callbacks = []
+    if videos_dir is not None and videos_per_task > 0:
+        shutil.rmtree(videos_dir, ignore_errors=True)
+        callbacks.append(VideoRecorder(videos_dir, n_per_task=videos_per_task))
+    result = evaluate(load_policy(policy_dir), suite_cfg, eval_cfg, callbacks=callbacks)
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache_file.with_name(f".{cache_file.name}.tmp")
+    tmp.write_text(json.dumps({"key": key, "result": result}, indent=1, default=str) + "\n")
+    os.replace(tmp, cache_file)
+    return json.loads(json.dumps(result, default=str)), False
