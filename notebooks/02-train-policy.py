@@ -81,8 +81,9 @@ summary_file = out / "train_summary.json"
 previous = json.loads(summary_file.read_text()) if summary_file.is_file() else None
 summary = train(run_cfg, out)
 if summary["steps_this_session"] == 0 and previous and previous["steps"] == summary["steps"]:
-    summary = previous  # already trained: keep the timing of the session that trained it
-    summary_file.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    timing = {k: previous[k] for k in ("steps_this_session", "resumed_from", "seconds", "samples_per_s")}
+    summary.update(timing)  # already trained: keep the timing of the session that trained it
+    summary_file.write_text(json.dumps({**json.loads(summary_file.read_text()), **timing}, indent=2) + "\n")
 display(summary["freezing"])
 pd.Series({k: summary[k] for k in ("steps", "resumed_from", "seconds", "samples_per_s", "new_parameters",
                                    "backbone_parameters", "new_share")})
