@@ -1,0 +1,75 @@
+"""A run's closed-loop results are reused only for the same weights, suite and evaluation config."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+import vlm4vla.train.evaluation as evaluation
+from vlm4vla.envs import make_suite_config
+from vlm4vla.evaluate import EvalConfig
+from vlm4vla.train.evaluation import cached_evaluate, policy_fingerprint
+
+
+@pytest.fixture
+def fake_policy(tmp_path, monkeypatch):
+    """A policy folder (weights + policy.json) and an ``evaluate`` that counts its calls."""
+    policy = tmp_path / "policy"
+    (policy / "backbone").mkdir(parents=True)
+    (policy / "backbone" / "model.safetensors").write_bytes(b"backbone weights")
+    (policy / "adapter.safetensors").write_bytes(b"adapter weights")
+    (policy / "policy.json").write_text("{}")
+    calls = []
+
+    def fake_evaluate(loaded, suite_cfg, eval_cfg, callbacks=()):
+        calls.append(eval_cfg)
+        return {"mean_success": 0.5 + 0.1 * len(calls), "eval": {"execute_k": eval_cfg.execute_k}, "pair": (1, 2)}
+
+    monkeypatch.setattr(evaluation, "load_policy", lambda path: path)
+    monkeypatch.setattr(evaluation, "evaluate", fake_evaluate)
+    return policy, calls
+
+
+def test_same_policy_and_configs_reuse_the_stored_result(fake_policy, tmp_path):
+    policy, calls = fake_policy
+    suite, cfg, cache = make_suite_config("smoke"), EvalConfig(execute_k=1), tmp_path / "evals" / "k1.json"
+    first, reused_first = cached_evaluate(policy, suite, cfg, cache)
+    again, reused_again = cached_evaluate(policy, suite, cfg, cache)
+    assert (reused_first, reused_again) == (False, True)
+    assert len(calls) == 1
+    assert again == first == {"mean_success": 0.6, "eval": {"execute_k": 1}, "pair": [1, 2]}  # same types both ways
+
+
+@pytest.mark.parametrize("change", ["weights", "eval", "suite", "corrupt"])
+def test_any_change_evaluates_afresh_and_replaces_the_stored_result(fake_policy, tmp_path, change):
+    policy, calls = fake_policy
+    suite, cfg, cache = make_suite_config("smoke"), EvalConfig(execute_k=1), tmp_path / "k1.json"
+    cached_evaluate(policy, suite, cfg, cache)
+    if change == "weights":
+        (policy / "adapter.safetensors").write_bytes(b"other adapter weights")
+    elif change == "eval":
+        cfg = replace(cfg, seed=cfg.seed + 1)
+    elif change == "suite":
+        suite = replace(suite, image_size=suite.image_size * 2)
+    else:
+        cache.write_text('{"key": ')
+    result, reused = cached_evaluate(policy, suite, cfg, cache)
+    assert not reused and len(calls) == 2 and result["mean_success"] == pytest.approx(0.7)
+    assert json.loads(cache.read_text())["result"]["mean_success"] == pytest.approx(0.7)
+    assert cached_evaluate(policy, suite, cfg, cache)[1]  # the replacement is reused in turn
+
+
+def test_fingerprint_covers_weights_and_names_not_other_files(tmp_path):
+    policy = tmp_path / "p"
+    policy.mkdir()
+    (policy / "a.safetensors").write_bytes(b"x")
+    (policy / "policy.json").write_text("{}")
+    before = policy_fingerprint(policy)
+    (policy / "README.txt").write_text("notes")
+    assert policy_fingerprint(policy) == before
+    (policy / "a.safetensors").rename(policy / "b.safetensors")
+    assert policy_fingerprint(policy) != before
+    with pytest.raises(FileNotFoundError, match="no policy weights"):
+        policy_fingerprint(tmp_path / "empty")
