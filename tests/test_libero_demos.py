@@ -143,3 +143,69 @@ def test_recorded_depth_and_columns_are_sane(recorded: DemoStore) -> None:
     assert recorded.table["progress"].is_monotonic_increasing and recorded.table["progress"].iloc[0] == 0.0
     assert recorded.table["instruction"].iloc[0] == "pick up the alphabet soup and place it in the basket"
     assert set(np.unique(recorded.segmentation)) >= {L.BACKGROUND, L.ROBOT, L.GRIPPER, L.TASK_OBJECT, L.GOAL}
+
+
+# --- paper profile: LIBERO's official HDF5 demonstrations, replayed for frames and ground truth ---
+
+_WRITE_OFFICIAL = r'''
+import json, sys, importlib.util
+from pathlib import Path
+import h5py, numpy as np
+spec = importlib.util.spec_from_file_location("L", sys.argv[1]); L = sys.modules["L"] = importlib.util.module_from_spec(spec); spec.loader.exec_module(L)
+env = L.LiberoTaskEnv("libero_object", 0, image_size=64)
+expert, states, actions, frames = L.PickPlaceExpert(), [], [], []
+env.reset(3); env.settle(10); expert.reset()
+while True:
+    a = expert.act(env)
+    states.append(env.sim.get_state().flatten()); actions.append(a); frames.append(env.render())
+    info = env.step(a)
+    if info["success"] or info["truncated"]:
+        break
+out = Path(sys.argv[2]) / f"{env.name}_demo.hdf5"
+with h5py.File(out, "w") as f:
+    data = f.create_group("data")
+    data.attrs["problem_info"] = json.dumps({"language_instruction": env.instruction})
+    demo = data.create_group("demo_0")
+    demo["states"], demo["actions"] = np.stack(states), np.stack(actions)
+    demo["obs/agentview_rgb"] = np.stack([fr[::-1] for fr in frames])  # stored as robosuite renders it (bottom-up)
+    demo["dones"] = np.eye(len(actions))[-1]
+np.save(Path(sys.argv[2]) / "expected_frames.npy", np.stack(frames))
+print(info["success"], len(actions))
+'''
+
+
+@pytest.mark.slow
+def test_official_hdf5_demos_replay_to_the_same_frames_with_ground_truth(tmp_path: Path) -> None:
+    reason = D.libero_unavailable_reason(LIBERO_PYTHON)
+    if reason:
+        pytest.skip(reason)
+    official = tmp_path / "libero_object"
+    official.mkdir()
+    import subprocess
+    done = subprocess.run([str(LIBERO_PYTHON), "-c", _WRITE_OFFICIAL, str(REPO / "lib/vlm4vla/envs/libero.py"), str(official)],
+                          capture_output=True, text=True, env=D._recorder_env())
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-2] == "True"  # the written demo succeeds
+    cfg = D.LiberoDemoConfig(tasks=[0], episodes_per_task=1, source="official", official_dir=str(official))
+    store = DemoStore.open(D.generate_libero_demonstrations(cfg, tmp_path / "store", LIBERO_PYTHON))
+    expected = np.load(official / "expected_frames.npy")
+    assert len(store) == len(expected)
+    assert np.abs(np.asarray(store.frames, np.int16) - expected).mean() < 1.0  # same states, same pictures
+    assert store.episodes.loc[0, "variation"] == 0 and store.meta["demos"]["source"] == "official"
+    x, y = store.table.loc[0, "object_px"]
+    assert np.asarray(store.segmentation[0])[int(y), int(x)] == L.TASK_OBJECT  # ground truth as for the expert's stores
+    assert "official demonstrations" in (tmp_path / "store" / "DATASHEET.md").read_text()
+
+
+def test_official_source_errors_name_the_field_and_the_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"official_dir=None: allowed is a folder of LIBERO's <task name>_demo.hdf5"):
+        D.LiberoDemoConfig(source="official")
+    with pytest.raises(ValueError, match=r"source='teleop': allowed is one of \('expert', 'official'\)"):
+        D.LiberoDemoConfig(source="teleop")
+    cfg = D.LiberoDemoConfig(suite="libero_10", tasks=[0], source="official", official_dir=str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"no official LIBERO demonstrations for task 'some_task': expected .*some_task_demo.hdf5"):
+        D._official_file(cfg, "some_task")
+    (tmp_path / "broken_demo.hdf5").write_bytes(b"not hdf5 at all")
+    pytest.importorskip("h5py")
+    with pytest.raises(ValueError, match=r"broken_demo.hdf5 is not a readable LIBERO HDF5 file"):
+        D.read_official_demo(tmp_path / "broken_demo.hdf5", 0)

@@ -35,6 +35,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+SOURCES = ("expert", "official")
 FORMAT_VERSION = 1  # = vlm4vla.data.demos.FORMAT_VERSION: DemoStore.open reads these stores
 ARRAYS = {"frames": np.uint8, "depth": np.float16, "segmentation": np.uint8}  # as vlm4vla.data.demos.ARRAYS
 CAMERAS = ("agentview", "robot0_eye_in_hand")
@@ -78,10 +79,21 @@ class LiberoDemoConfig:
     image_size: int = 64
     camera: str = "agentview"
     settle_steps: int = 10  # no-op steps before the expert starts, as the LIBERO evaluation scripts do
+    # "expert": the scripted expert from official initial states first_init.. (default profile);
+    # "official": replay the official demonstrations (LIBERO's HDF5 files, one per task, in
+    # official_dir), demos first_init.. of each, to record the same frames and ground truth (paper profile)
+    source: str = "expert"
+    official_dir: str | None = None
 
     def __post_init__(self) -> None:
         L = _libero()
-        _check("suite", self.suite, self.suite in L.EXPERT_SUITES, f"one of {L.EXPERT_SUITES} (the scripted expert's suites)")
+        _check("source", self.source, self.source in SOURCES, f"one of {SOURCES}")
+        if self.source == "official":
+            _check("suite", self.suite, self.suite in L.SUITES, f"one of {L.SUITES}")
+            _check("official_dir", self.official_dir, bool(self.official_dir) and Path(self.official_dir).is_dir(),
+                   "a folder of LIBERO's <task name>_demo.hdf5 files (source: official)")
+        else:
+            _check("suite", self.suite, self.suite in L.EXPERT_SUITES, f"one of {L.EXPERT_SUITES} (the scripted expert's suites)")
         if isinstance(self.tasks, (str, bytes)) or not isinstance(self.tasks, Sequence):
             raise ValueError(f"LiberoDemoConfig.tasks={self.tasks!r}: allowed is a list of task ids")
         object.__setattr__(self, "tasks", tuple(self.tasks))
@@ -92,8 +104,9 @@ class LiberoDemoConfig:
         for name, lo in (("episodes_per_task", 1), ("first_init", 0), ("settle_steps", 0)):
             value = getattr(self, name)
             _check(name, value, isinstance(value, int) and value >= lo, f"an integer >= {lo}")
-        _check("first_init + episodes_per_task", self.first_init + self.episodes_per_task,
-               self.first_init + self.episodes_per_task <= L.N_INIT_STATES, f"<= {L.N_INIT_STATES} official initial states")
+        if self.source == "expert":
+            _check("first_init + episodes_per_task", self.first_init + self.episodes_per_task,
+                   self.first_init + self.episodes_per_task <= L.N_INIT_STATES, f"<= {L.N_INIT_STATES} official initial states")
         lo, hi = IMAGE_SIZE_RANGE
         _check("image_size", self.image_size, isinstance(self.image_size, int) and lo <= self.image_size <= hi, f"{lo}..{hi} pixels")
         _check("camera", self.camera, self.camera in CAMERAS, f"one of {CAMERAS}")
@@ -145,11 +158,15 @@ def record_raw(cfg: LiberoDemoConfig, folder: str | Path) -> None:
             tasks.append({"task_id": task_id, "task": env.name, "instruction": env.instruction,
                           "objects": env.object_names(), "goal": env.goal_state(), "max_episode_steps": env.max_episode_steps})
             expert = L.PickPlaceExpert()
+            official = _official_file(cfg, env.name) if cfg.source == "official" else None
             try:
                 for k, init in enumerate(cfg.init_ids):
                     episode = _Episode()
                     try:
-                        result = L.run_expert_episode(env, init, expert, cfg.settle_steps, on_step=episode.on_step)
+                        if official is not None:
+                            result = replay_official(env, official, init, on_step=episode.on_step)
+                        else:
+                            result = L.run_expert_episode(env, init, expert, cfg.settle_steps, on_step=episode.on_step)
                     except ValueError as err:  # a goal the expert does not handle: a failed attempt
                         result = {"success": False, "steps": 0, "phase": f"unsupported: {err}", "seconds": 0.0, "reward": 0.0}
                     attempt = {"task_id": task_id, "task": env.name, "instruction": env.instruction, "init_id": init,
@@ -167,6 +184,53 @@ def record_raw(cfg: LiberoDemoConfig, folder: str | Path) -> None:
             f.close()
     (folder / "attempts.json").write_text(json.dumps(attempts, indent=1, default=float))
     (folder / "tasks.json").write_text(json.dumps({"tasks": tasks, "versions": _versions()}, indent=1))
+
+
+def _official_file(cfg: LiberoDemoConfig, task_name: str) -> Path:
+    """LIBERO's HDF5 file of one task (``<task name>_demo.hdf5``), or an error naming what was looked for."""
+    path = Path(cfg.official_dir) / f"{task_name}_demo.hdf5"
+    if not path.is_file():
+        found = sorted(p.name for p in Path(cfg.official_dir).glob("*.hdf5"))[:5]
+        raise FileNotFoundError(f"no official LIBERO demonstrations for task {task_name!r}: expected {path} "
+                                f"(the folder holds {found or 'no .hdf5 files'}{' ...' if len(found) == 5 else ''})")
+    return path
+
+
+def read_official_demo(path: Path, index: int) -> dict[str, Any]:
+    """Demo ``index`` of a LIBERO HDF5 file: simulator states (T, S), actions (T, 7), instruction."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            data = f["data"]
+            instruction = json.loads(data.attrs["problem_info"])["language_instruction"] if "problem_info" in data.attrs else None
+            name = f"demo_{index}"
+            if name not in data:
+                raise ValueError(f"{path} has no {name} (it holds {len(data)} demos)")
+            states, actions = np.asarray(data[name]["states"]), np.asarray(data[name]["actions"], np.float32)
+    except OSError as err:  # truncated or not HDF5: say which file, not where h5py failed
+        raise ValueError(f"{path} is not a readable LIBERO HDF5 file: {err}") from None
+    if states.ndim != 2 or actions.shape != (len(states), 7):
+        raise ValueError(f"{path} {name}: states {states.shape} and actions {actions.shape} must be (T, S) and (T, 7)")
+    return {"states": states, "actions": actions, "instruction": instruction}
+
+
+def replay_official(env: Any, path: Path, index: int, on_step: Any = None) -> dict[str, Any]:
+    """Replay one official demonstration through ``env``: each recorded simulator state is set, observed and
+    handed to ``on_step(env, action, t)`` with the action taken from it; success is checked after the last action."""
+    import time
+
+    demo = read_official_demo(path, index)
+    t0 = time.time()
+    env.env.reset()
+    for t, (state, action) in enumerate(zip(demo["states"], demo["actions"])):
+        env.obs = env.env.set_init_state(state)
+        env.steps = t
+        if on_step is not None:
+            on_step(env, action, t)
+    info = env.step(demo["actions"][-1])
+    return {"success": bool(info["success"]), "steps": len(demo["actions"]), "phase": "official", "seconds": time.time() - t0,
+            "reward": info["reward"]}
 
 
 def _append_episode(files: dict[str, Any], columns_path: Path, episode: _Episode) -> None:
@@ -327,14 +391,22 @@ def write_libero_datasheet(path: Path, meta: dict[str, Any], episodes: list[dict
     """Counts per task, expert success, episode lengths and action statistics as markdown (deterministic)."""
     d = meta["demos"]
     last_init = d["first_init"] + d["episodes_per_task"] - 1
+    if d.get("source") == "official":
+        what = "official demonstrations (demo indices)"
+        collection = (f"- Collection: LIBERO's official demonstrations from `{d['official_dir']}`, replayed state by state "
+                      "in the simulator to render the frames and ground truth; demos whose last action does not reach "
+                      "the goal are dropped.")
+    else:
+        what = "official initial states"
+        collection = ("- Collection: privileged scripted pick-and-place expert (lib/vlm4vla/envs/libero.py) after "
+                      f"{d['settle_steps']} settle steps; failed episodes dropped.")
     lines = [
         "# Datasheet: scripted-expert demonstrations (LIBERO)", "",
         f"- Format version {meta['format_version']} (the Meta-World DemoStore layout); "
         f"{meta['n_episodes']} episodes, {meta['n_frames']} frames.",
-        f"- Suite `{d['suite']}`, tasks {d['tasks']}, official initial states {d['first_init']}-{last_init} per task.",
+        f"- Suite `{d['suite']}`, tasks {d['tasks']}, {what} {d['first_init']}-{last_init} per task.",
         f"- Camera `{meta['camera']}`, {meta['image_size']}x{meta['image_size']} RGB, upright; depth {meta['depth']}.",
-        "- Collection: privileged scripted pick-and-place expert (lib/vlm4vla/envs/libero.py) after "
-        f"{d['settle_steps']} settle steps; failed episodes dropped.",
+        collection,
         f"- Simulator: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}.",
         f"- Segmentation classes: {meta['segmentation_classes']}.", "",
         "## Per task", "",
