@@ -33,7 +33,7 @@
 # %% tags=["parameters"]
 run = {"backbone": "artifacts/zoo/qwen-s-long", "init": "pretrained", "seed": 0, "freeze": "full",
        "steps": 3000, "batch_size": 32, "lr": 3e-4, "warmup_steps": 100, "chunk": 4, "clip": 1.0, "threads": 1}
-suite = {"preset": "mt10-vision", "image_size": 64}
+suite = {"preset": "mt10-vision", "image_size": 64}  # LIBERO: {"benchmark": "libero", "preset": "libero_object", "tasks": [...]}
 demos_dir = "artifacts/demonstrations"
 evaluation = {"episodes_per_task": 20, "seed": 1000, "execute_k": [4], "checkpoints": []}
 videos_per_task = 1
@@ -48,18 +48,14 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Image, display
 
-from vlm4vla.envs import make_suite_config
-from vlm4vla.evaluate import EvalConfig
 from vlm4vla.pipeline.notebook import repo_path, repo_root, write_metrics
 from vlm4vla.train import discard_foreign_run, make_run_config, resolve_paths, train, train_to_milestone
-from vlm4vla.train.evaluation import cached_evaluate
+from vlm4vla.train.evaluation import benchmark_configs, cached_evaluate
 
 out = repo_path(out_dir)
 run_cfg = resolve_paths(make_run_config({**run, "demos_dir": demos_dir}), repo_root())
-suite_cfg = make_suite_config(suite["preset"], **{k: v for k, v in suite.items() if k != "preset"})
+suite_cfg, eval_cfg = benchmark_configs(suite, evaluation)  # Meta-World or LIBERO, at the first k
 execute_ks = list(evaluation["execute_k"])
-eval_cfg = EvalConfig(**{k: v for k, v in evaluation.items() if k not in ("execute_k", "checkpoints")},
-                      execute_k=execute_ks[0])
 milestones = sorted(set(evaluation["checkpoints"]))
 if any(not 0 < m < run_cfg.train.steps for m in milestones):
     raise ValueError(f"evaluation.checkpoints={milestones}: each must lie in 1..{run_cfg.train.steps - 1} (run.steps)")

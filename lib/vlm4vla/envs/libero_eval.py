@@ -47,6 +47,15 @@ __all__ = ["LiberoSuite", "LiberoEvalConfig", "evaluate_libero", "LiberoExpertPo
            "LiberoVectorEnvs", "LIBERO_ACTION_DIM", "EXPERT_ACTION"]
 
 
+def resolve_python(python: str | Path) -> Path:
+    """The LIBERO interpreter: an absolute path as is; a relative one from the working directory, else from
+    the repository root (notebooks run in ``notebooks/``, the profiles name ``.venv-libero/bin/python``)."""
+    path = Path(python)
+    if path.is_absolute() or path.exists():
+        return path
+    return Path(__file__).resolve().parents[3] / path
+
+
 def _check(field: str, value: Any, ok: bool, allowed: str) -> None:
     if not ok:
         raise ValueError(f"{field}={value!r}: allowed is {allowed}")
@@ -137,6 +146,7 @@ class LiberoVectorEnvs:
 
     def __init__(self, suite: LiberoSuite, slot_tasks: list[int], workers: int = 2, python: str | Path = DEFAULT_PYTHON,
                  expert: bool = False) -> None:
+        python = resolve_python(python)
         reason = libero_unavailable_reason(python)
         if reason is not None:
             raise RuntimeError(f"LIBERO evaluation needs its interpreter: {reason}")
@@ -241,7 +251,7 @@ def task_names(suite: LiberoSuite, python: str | Path = DEFAULT_PYTHON) -> dict[
              f"b = benchmark.get_benchmark({suite.suite!r})(task_order_index=0); "
              f"print(json.dumps({{t: {{'name': b.get_task(t).name, 'instruction': b.get_task(t).language}} "
              f"for t in {list(suite.tasks)!r}}}))")
-    out = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, env=_recorder_env())
+    out = subprocess.run([str(resolve_python(python)), "-c", probe], capture_output=True, text=True, env=_recorder_env())
     if out.returncode != 0:
         raise RuntimeError(f"could not read the {suite.suite} task list with {python}:\n{out.stderr[-2000:]}")
     return {int(k): v for k, v in json.loads(out.stdout.strip().splitlines()[-1]).items()}

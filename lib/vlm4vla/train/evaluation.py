@@ -18,10 +18,34 @@ from pathlib import Path
 from typing import Any
 
 from vlm4vla.adapter import load_policy
-from vlm4vla.envs import SuiteConfig
+from vlm4vla.envs import SuiteConfig, make_suite_config
+from vlm4vla.envs.libero_eval import LiberoEvalConfig, LiberoSuite, evaluate_libero
 from vlm4vla.evaluate import EvalConfig, VideoRecorder, evaluate
 
-__all__ = ["policy_fingerprint", "cached_evaluate"]
+__all__ = ["policy_fingerprint", "cached_evaluate", "benchmark_configs", "BENCHMARKS"]
+
+BENCHMARKS = ("metaworld", "libero")
+AnySuite = SuiteConfig | LiberoSuite
+AnyEval = EvalConfig | LiberoEvalConfig
+
+
+def benchmark_configs(suite: dict[str, Any], evaluation: dict[str, Any]) -> tuple[AnySuite, AnyEval]:
+    """The suite and evaluation configs of a run's ``suite`` / ``evaluation`` parameters, at the first k.
+
+    ``suite["benchmark"]`` picks the simulator: "metaworld" (default) or "libero"; ``suite["preset"]`` names the
+    benchmark's task suite (a Meta-World preset, or a LIBERO suite such as "libero_object"), the other keys
+    are SuiteConfig / LiberoSuite fields. ``evaluation`` holds the EvalConfig / LiberoEvalConfig fields plus
+    ``execute_k`` (a list; the first is used here) and ``checkpoints`` (read by the notebook).
+    """
+    suite = dict(suite)
+    benchmark = suite.pop("benchmark", "metaworld")
+    fields = {k: v for k, v in evaluation.items() if k not in ("execute_k", "checkpoints")}
+    k = list(evaluation["execute_k"])[0]
+    if benchmark == "metaworld":
+        return make_suite_config(suite.pop("preset"), **suite), EvalConfig(**fields, execute_k=k)
+    if benchmark == "libero":
+        return LiberoSuite(suite=suite.pop("preset"), **suite), LiberoEvalConfig(**fields, execute_k=k)
+    raise ValueError(f"suite.benchmark={benchmark!r}: allowed is one of {BENCHMARKS}")
 
 _HASHED = ("*.safetensors", "policy.json")
 
@@ -41,14 +65,14 @@ def policy_fingerprint(policy_dir: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _key(policy_dir: Path, suite_cfg: SuiteConfig, eval_cfg: EvalConfig) -> dict[str, Any]:
+def _key(policy_dir: Path, suite_cfg: AnySuite, eval_cfg: AnyEval) -> dict[str, Any]:
     key = {"policy": policy_fingerprint(policy_dir), "suite": suite_cfg.as_dict(), "eval": asdict(eval_cfg)}
     return json.loads(json.dumps(key))  # as it reads back from the file (tuples become lists)
 
 
-def cached_evaluate(policy_dir: str | Path, suite_cfg: SuiteConfig, eval_cfg: EvalConfig, cache_file: str | Path,
+def cached_evaluate(policy_dir: str | Path, suite_cfg: AnySuite, eval_cfg: AnyEval, cache_file: str | Path,
                     videos_dir: str | Path | None = None, videos_per_task: int = 0) -> tuple[dict[str, Any], bool]:
-    """``evaluate`` of the saved policy, or its stored result if nothing changed; (result, reused).
+    """``evaluate`` (or ``evaluate_libero``) of the saved policy, or its stored result if nothing changed; (result, reused).
 
     A fresh evaluation empties ``videos_dir`` first (no stale GIFs of an earlier policy) and records
     ``videos_per_task`` episodes per task there; the result is written atomically to ``cache_file``.
@@ -66,7 +90,8 @@ def cached_evaluate(policy_dir: str | Path, suite_cfg: SuiteConfig, eval_cfg: Ev
     if videos_dir is not None and videos_per_task > 0:
         shutil.rmtree(videos_dir, ignore_errors=True)
         callbacks.append(VideoRecorder(videos_dir, n_per_task=videos_per_task))
-    result = evaluate(load_policy(policy_dir), suite_cfg, eval_cfg, callbacks=callbacks)
+    run = evaluate_libero if isinstance(suite_cfg, LiberoSuite) else evaluate
+    result = run(load_policy(policy_dir), suite_cfg, eval_cfg, callbacks=callbacks)
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache_file.with_name(f".{cache_file.name}.tmp")
     tmp.write_text(json.dumps({"key": key, "result": result}, indent=1, default=str) + "\n")
