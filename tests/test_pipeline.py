@@ -79,6 +79,18 @@ def test_bad_run_matrix_entries_are_named(entry, message):
         profiles.expand_run_matrix([entry], {})
 
 
+def test_an_entry_base_section_is_merged_over_the_training_defaults():
+    matrix = [{"name": "lb-s{seed}", "base": "libero_training", "grid": {"seed": [0]}, "set": {"run.seed": "{seed}"}},
+              {"name": "mw-s{seed}", "grid": {"seed": [0]}, "set": {"run.seed": "{seed}"}}]
+    training = {"run": {"lr": 0.1, "arm_dim": 3}, "suite": {"preset": "mt10"}}
+    sections = {"libero_training": {"run": {"arm_dim": 6}, "suite": {"benchmark": "libero", "preset": "libero_object"}}}
+    runs = profiles.expand_run_matrix(matrix, training, sections)
+    assert runs["lb-s0"] == {"run": {"lr": 0.1, "arm_dim": 6, "seed": 0}, "suite": {"preset": "libero_object", "benchmark": "libero"}}
+    assert runs["mw-s0"] == {"run": {"lr": 0.1, "arm_dim": 3, "seed": 0}, "suite": {"preset": "mt10"}}
+    with pytest.raises(ConfigError, match=r"run_matrix\[0\].base='libero': not a section of the profile; allowed: \['libero_training'\]"):
+        profiles.expand_run_matrix([{**matrix[0], "base": "libero"}], training, sections)
+
+
 def test_conflicting_duplicate_runs_are_an_error():
     matrix = [{"name": "same", "grid": {"a": [1]}, "set": {"x": 1}}, {"name": "same", "grid": {"a": [1]}, "set": {"x": 2}}]
     with pytest.raises(ConfigError, match="defined twice"):

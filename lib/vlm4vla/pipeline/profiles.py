@@ -43,7 +43,7 @@ def load_profile(name: str, root: Path | None = None) -> dict[str, Any]:
     if name != BASE_PROFILE:
         params = deep_merge(params, _read(root / PROFILE_DIR / f"{name}.yaml"))
     params["profile"] = name
-    params["runs"] = expand_run_matrix(params.pop("run_matrix", []), params.get("training", {}))
+    params["runs"] = expand_run_matrix(params.pop("run_matrix", []), params.get("training", {}), params)
     return params
 
 
@@ -76,20 +76,30 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return out
 
 
-def expand_run_matrix(matrix: list[dict[str, Any]], defaults: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Expand ``[{name, grid, set}]`` into ``{run_name: complete run params}``.
+def expand_run_matrix(matrix: list[dict[str, Any]], defaults: dict[str, Any],
+                      sections: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Expand ``[{name, grid, set, base}]`` into ``{run_name: complete run params}``.
 
     ``name`` and string values of ``set`` (dotted keys, e.g. ``run.seed``) are format strings over the
-    grid's keys; every run starts from ``defaults`` (the ``training`` section) and only ``set`` writes
-    into it. The same run named by two entries must agree.
+    grid's keys; every run starts from ``defaults`` (the ``training`` section), with the profile section
+    named by the entry's optional ``base`` merged over it (e.g. ``libero_training``: what LIBERO runs change,
+    so a profile can override it in one place), and only ``set`` writes into it. The same run named by two
+    entries must agree.
     """
     runs: dict[str, dict[str, Any]] = {}
+    sections = sections or {}
     for i, entry in enumerate(matrix):
         _check_entry(entry, i)
         grid = entry.get("grid", {})
+        start = defaults
+        if "base" in entry:
+            if not isinstance(sections.get(entry["base"]), dict):
+                allowed = sorted(k for k, v in sections.items() if isinstance(v, dict))
+                raise ConfigError(f"run_matrix[{i}].base={entry['base']!r}: not a section of the profile; allowed: {allowed}")
+            start = deep_merge(defaults, sections[entry["base"]])
         for values in itertools.product(*grid.values()):
             point = dict(zip(grid.keys(), values))
-            name, run = _make_run(entry, point, defaults)
+            name, run = _make_run(entry, point, start)
             if name in runs and runs[name] != run:
                 raise ConfigError(f"run_matrix[{i}]: run {name!r} is defined twice with different values")
             runs[name] = run
@@ -126,9 +136,9 @@ def _format(value: Any, point: dict[str, Any]) -> Any:
 def _check_entry(entry: Any, i: int) -> None:
     if not isinstance(entry, dict) or "name" not in entry:
         raise ConfigError(f"run_matrix[{i}]: must be a mapping with 'name', 'grid' and optional 'set', got {entry!r}")
-    extra = set(entry) - {"name", "grid", "set", "doc"}
+    extra = set(entry) - {"name", "grid", "set", "doc", "base"}
     if extra:
-        raise ConfigError(f"run_matrix[{i}]: unknown keys {sorted(extra)}; allowed: doc, grid, name, set")
+        raise ConfigError(f"run_matrix[{i}]: unknown keys {sorted(extra)}; allowed: base, doc, grid, name, set")
     grid = entry.get("grid", {})
     if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
         raise ConfigError(f"run_matrix[{i}].grid: must map names to non-empty lists, got {grid!r}")
