@@ -89,8 +89,8 @@ class LiberoSuite:
         return self.max_episode_steps or MAX_STEPS[self.suite]
 
     def as_dict(self) -> dict[str, Any]:
-        """A JSON-able copy (result dicts)."""
-        return {**asdict(self), "tasks": list(self.tasks), "max_episode_steps": self.step_limit}
+        """A JSON-able copy (result dicts); ``benchmark`` as in SuiteConfig, so analyses can tell them apart."""
+        return {"benchmark": "libero", **asdict(self), "tasks": list(self.tasks), "max_episode_steps": self.step_limit}
 
 
 @dataclass(frozen=True)
