@@ -12,7 +12,8 @@
 # # Finding 1: does a better VLM make a better VLA?
 #
 # Every zoo backbone, and from-scratch twins (same architecture, random init), trained with the
-# VLM4VLA adapter on the benchmark over several seeds (cached runs `bb-*` of `02-train-policy`).
+# VLM4VLA adapter on each benchmark (cached runs of `02-train-policy`: `bb-*` on Meta-World over
+# several seeds, `lb-*` on LIBERO), reported per benchmark as the paper does.
 # The paper's claims (STUDY.md, finding 1): VLM initialisation beats from-scratch by a wide margin;
 # general VQA capability is a poor predictor of VLA performance (strongly positive on CALVIN, weak or
 # negative on Simpler and LIBERO); a small model can tie for best.
@@ -23,7 +24,7 @@
 # this notebook changes nothing.
 
 # %% tags=["parameters"]
-run_prefix = "bb-"
+run_prefixes = ["bb-", "lb-"]  # Meta-World runs, LIBERO runs (a prefix without runs is skipped, and said so)
 execute_k = 0  # 0: the largest k evaluated (the whole chunk), the "final checkpoint, fixed k" rule
 out_dir = "artifacts/backbones"
 metrics_path = "artifacts/metrics/03-backbones.json"
@@ -42,34 +43,47 @@ from vlm4vla.analysis.zoo import load_probes
 from vlm4vla.pipeline.notebook import repo_root, write_metrics
 
 root = repo_root()
-episodes = load_runs(root, run_prefix)
+loaded = {}
+for prefix in run_prefixes:
+    try:
+        loaded[prefix] = load_runs(root, prefix)
+    except FileNotFoundError:
+        print(f"no {prefix}* runs in this profile: skipped")
+episodes = pd.concat(loaded.values(), ignore_index=True)
 fixed = bb.fixed_k(episodes, execute_k or None)
+benchmarks = list(dict.fromkeys(fixed["benchmark"]))
 probes = load_probes(root)
-print(f"{episodes['run'].nunique()} runs, {episodes.groupby('backbone')['seed'].nunique().to_dict()} seeds per backbone, "
-      f"{int(fixed.groupby('run')['n'].sum().iloc[0])} evaluation episodes per run at k={int(fixed['k'].iloc[0])}")
+for benchmark, group in fixed.groupby("benchmark", sort=False):
+    print(f"{benchmark}: {group['run'].nunique()} runs, seeds per backbone {group.groupby('backbone')['seed'].nunique().to_dict()}, "
+          f"{int(group.groupby('run')['n'].sum().iloc[0])} evaluation episodes per run at k={int(group['k'].iloc[0])}")
 
 # %% [markdown]
 # ## Main table (ours) and the paper's, for orientation
-# Ours: mean success over tasks, mean over seeds, with the seed t-interval and the pooled Wilson
-# interval. The paper's numbers are on the paper's benchmarks with 1.7-30B VLMs: compare orderings, not values.
+# Ours: mean success over tasks, mean over seeds, with the seed t-interval (needs 2+ seeds) and the
+# pooled Wilson interval, per benchmark. The paper's numbers are on the paper's benchmarks with 1.7-30B
+# VLMs: compare orderings, not values.
 
 # %%
 table = bb.main_table(fixed)
 display(table.round(3))
+display(table.pivot_table(index=["backbone", "init"], columns="benchmark", values="success").round(3))
 display(paper.main_table())
 
 # %%
-ax = plots.success_bars(table)
-ax.set_title("VLA success per backbone (green: VLM-initialised, grey: from scratch)");
+fig, axes = plt.subplots(1, len(benchmarks), figsize=(6.5 * len(benchmarks), 4), squeeze=False)
+for ax, benchmark in zip(axes.flat, benchmarks):
+    plots.success_bars(table[table["benchmark"] == benchmark], ax=ax)
+    ax.set_title(f"{benchmark}: VLA success per backbone\n(green: VLM-initialised, grey: from scratch)")
+fig.tight_layout()
 
 # %% [markdown]
 # ## Per task, next to the vision-free baselines and the expert
-# Same held-out episodes for every column (`10-baselines`). The null policy (no motion) and the
-# blind replay (a demonstration's actions, no image) show how much of a task needs no vision.
+# Same held-out episodes for every column (`10-baselines`, Meta-World). The null policy (no motion) and
+# the blind replay (a demonstration's actions, no image) show how much of a task needs no vision.
 
 # %%
 baselines = load_baselines(root)
-pretrained = fixed[fixed["init"] == "pretrained"]
+pretrained = fixed[(fixed["init"] == "pretrained") & (fixed["benchmark"] == "metaworld")]
 per_task = per_task_with_baselines(pretrained, "backbone", baselines)
 fig, ax = plt.subplots(figsize=(1.0 * per_task.shape[1] + 2, 0.45 * per_task.shape[0] + 1.5))
 sns.heatmap(per_task, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", cbar=False, ax=ax)
@@ -77,6 +91,19 @@ ax.set_title(f"success per task at k={int(fixed['k'].iloc[0])}, final checkpoint
 plt.show()
 display(Markdown("Tasks where a backbone beats the blind replay: " + "; ".join(
     f"**{b}** {len(above_blind(per_task, b))}/{len(per_task) - 1}" for b in pretrained["backbone"].unique())))
+
+# %% [markdown]
+# Other benchmarks, per task (no vision-free baselines there):
+
+# %%
+for benchmark in [b for b in benchmarks if b != "metaworld"]:
+    group = fixed[(fixed["init"] == "pretrained") & (fixed["benchmark"] == benchmark)]
+    grid = group.groupby(["task", "backbone"])["success_rate"].mean().unstack("backbone")
+    grid.index = [plots.short_task(t) for t in grid.index]
+    fig, ax = plt.subplots(figsize=(1.0 * grid.shape[1] + 2, 0.45 * grid.shape[0] + 1.5))
+    sns.heatmap(grid, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", cbar=False, ax=ax)
+    ax.set_title(f"{benchmark}: success per task at k={int(group['k'].iloc[0])}, final checkpoint")
+    plt.show()
 
 # %% [markdown]
 # ## VLM initialisation vs from scratch
@@ -87,24 +114,37 @@ gaps.round(3)
 
 # %% [markdown]
 # ## General capability and embodied skill vs control
-# One panel per probe: the zoo's probe score (x) against the VLA success of the pretrained backbone
-# (y), with a least-squares line. The table gives Spearman and Pearson coefficients with bootstrap
-# intervals and permutation p-values. Which probe predicts control best is the question the paper
-# leaves open.
+# Per benchmark, one panel per probe: the zoo's probe score (x) against the VLA success of the
+# pretrained backbone (y), with a least-squares line. The table gives Spearman and Pearson coefficients
+# with bootstrap intervals and permutation p-values. Which probe predicts control best is the question
+# the paper leaves open.
 
 # %%
-success = table[table["init"] == "pretrained"].groupby("backbone")["success"].mean()
-correlations = bb.capability_correlations(success, probes)
+correlations = bb.correlations_by_benchmark(table, probes)
 display(correlations.round(3))
-columns = [c for c in probes.columns if c in set(correlations["probe"])]
-n_cols = min(4, max(1, len(columns)))
-n_rows = max(1, -(-len(columns) // n_cols))
-fig, axes = plt.subplots(n_rows, n_cols, figsize=(4 * n_cols, 3.4 * n_rows), squeeze=False)
-for ax, probe in zip(axes.flat, columns):
-    plots.capability_scatter(success, probes[probe], title=probe.removeprefix("probe_"), ax=ax)
-for ax in list(axes.flat)[len(columns):]:
-    ax.set_visible(False)
-fig.tight_layout()
+for benchmark in benchmarks:
+    success = table[(table["init"] == "pretrained") & (table["benchmark"] == benchmark)].groupby("backbone")["success"].mean()
+    columns = [c for c in probes.columns if c in set(correlations.loc[correlations["benchmark"] == benchmark, "probe"])]
+    if not columns:
+        print(f"{benchmark}: fewer than 3 backbones with probe scores, no correlation panel")
+        continue
+    n_cols = min(4, len(columns))
+    n_rows = -(-len(columns) // n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(4 * n_cols, 3.4 * n_rows), squeeze=False)
+    for ax, probe in zip(axes.flat, columns):
+        plots.capability_scatter(success, probes[probe], title=f"{benchmark}: {probe.removeprefix('probe_')}", ax=ax)
+    for ax in list(axes.flat)[len(columns):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    plt.show()
+
+# %% [markdown]
+# Does a backbone's rank on one benchmark carry over to the other? (The paper finds the capability /
+# control relation changes sign between CALVIN and Simpler / LIBERO.)
+
+# %%
+transfer = bb.cross_benchmark(table)
+transfer.round(3) if len(transfer) else print("fewer than 3 backbones run on two benchmarks: no cross-benchmark correlation")
 
 # %% [markdown]
 # ## Per-task profile (the paper's teaser radar) and execution length / checkpoint selection
@@ -114,8 +154,14 @@ fig.tight_layout()
 # seed-0 run of each backbone only (budget), so this table compares the rules on those runs.
 
 # %%
-plots.radar(bb.task_profile(fixed))
-selection = bb.selection_effect(episodes, load_early_checkpoints(root, run_prefix))
+fig, axes = plt.subplots(1, len(benchmarks), figsize=(7 * len(benchmarks), 6), squeeze=False,
+                         subplot_kw={"projection": "polar"})
+for ax, benchmark in zip(axes.flat, benchmarks):
+    plots.radar(bb.task_profile(fixed[fixed["benchmark"] == benchmark]), ax=ax)
+    ax.set_title(benchmark, pad=20)
+fig.tight_layout()
+early = pd.concat([load_early_checkpoints(root, prefix) for prefix in loaded], ignore_index=True)
+selection = bb.selection_effect(episodes, early)
 selection.round(3)
 
 # %% [markdown]
@@ -123,17 +169,21 @@ selection.round(3)
 
 # %%
 lines = bb.conclusions(table, gaps, correlations)
+for row in transfer[transfer["method"] == "spearman"].itertuples():
+    sure = "its interval excludes 0" if row.ci_low > 0 or row.ci_high < 0 else "its interval includes 0"
+    lines.append(f"Backbone ranking across benchmarks ({row.benchmarks}): Spearman {row.coefficient:+.2f} (95% CI "
+                 f"[{row.ci_low:+.2f}, {row.ci_high:+.2f}], permutation p = {row.p_value:.2g}, n = {row.n}); {sure}.")
 display(Markdown("\n".join(f"- {line}" for line in lines)))
 
 # %%
-best = bb.best_predictor(correlations)
+best = bb.best_predictor(correlations[correlations["benchmark"] == "metaworld"])
+general = correlations.query("probe == 'general_vqa_accuracy' and method == 'spearman'").set_index("benchmark")["coefficient"]
 write_metrics(metrics_path, {
     "runs": episodes["run"].nunique(),
-    "best_backbone": table[table["init"] == "pretrained"].iloc[0]["backbone"],
-    "best_success": float(table[table["init"] == "pretrained"]["success"].max()),
+    **{f"best_backbone_{b}": g.iloc[0]["backbone"] for b, g in table[table["init"] == "pretrained"].groupby("benchmark")},
+    **{f"best_success_{b}": float(g["success"].max()) for b, g in table[table["init"] == "pretrained"].groupby("benchmark")},
     "mean_init_gap": float(gaps["gap"].mean()) if len(gaps) else float("nan"),
-    "spearman_general_vqa": float(correlations.query("probe == 'general_vqa_accuracy' and method == 'spearman'")["coefficient"].iloc[0])
-    if "general_vqa_accuracy" in set(correlations.get("probe", [])) else float("nan"),
+    **{f"spearman_general_vqa_{b}": float(r) for b, r in general.items()},
     "best_predictor": best["probe"] if best is not None else "none",
     "mean_selection_optimism": float(selection["optimism"].mean()),
 })

@@ -187,3 +187,25 @@ def test_every_cell_of_the_control_table_names_its_runs_and_probe_scores_land_in
     assert table.loc["no stage 1", "stage 2 vision trained"] == "0.60 (2 runs)"
     assert table.loc["stage 1, vision trained", "stage 2 vision frozen"] == "0.20 (1 run)"
     assert table.loc["stage 1, vision frozen", "stage 2 vision frozen"] == "not run"
+
+
+def test_results_are_reported_per_benchmark_and_rankings_compared_across_them():
+    rows = []
+    for benchmark, scores in (("metaworld", {"a": 0.2, "b": 0.4, "c": 0.6, "d": 0.8}),
+                              ("libero", {"a": 0.1, "b": 0.3, "c": 0.5, "d": 0.7})):
+        for backbone, p in scores.items():
+            rows += [{"run": f"{benchmark}-{backbone}", "backbone": backbone, "init": "pretrained", "freeze": "full", "seed": 0,
+                      "benchmark": benchmark, "k": k, "task": f"t{benchmark}", "successes": round(p * 20), "n": 20,
+                      "success_rate": round(p * 20) / 20} for k in ((4, 1) if benchmark == "metaworld" else (2,))]
+    eps = pd.DataFrame(rows)
+    fixed = bb.fixed_k(eps)
+    assert set(zip(fixed["benchmark"], fixed["k"])) == {("metaworld", 4), ("libero", 2)}  # the largest k of each
+    table = bb.main_table(fixed)
+    probes = pd.DataFrame({"general_vqa_accuracy": {"a": 0.1, "b": 0.2, "c": 0.3, "d": 0.4}})
+    corr = bb.correlations_by_benchmark(table, probes)
+    assert set(corr["benchmark"]) == {"metaworld", "libero"}
+    assert corr.query("method == 'spearman'")["coefficient"].tolist() == [1.0, 1.0]
+    transfer = bb.cross_benchmark(table)
+    assert transfer.query("method == 'spearman'")["coefficient"].iloc[0] == pytest.approx(1.0)
+    lines = bb.conclusions(table, bb.init_gap(fixed), corr)
+    assert any("on libero" in line for line in lines) and any("on metaworld" in line for line in lines)

@@ -15,9 +15,11 @@ from .runs import per_seed
 
 
 def fixed_k(episodes: pd.DataFrame, k: int | None = None) -> pd.DataFrame:
-    """Rows evaluated with one executed-k (default: the largest k run, i.e. the chunk)."""
-    k = int(episodes["k"].max()) if k is None else k
-    return episodes[episodes["k"] == k]
+    """Rows evaluated with one executed-k (default: per benchmark, the largest k run, i.e. the chunk)."""
+    if k is not None:
+        return episodes[episodes["k"] == k]
+    largest = episodes.groupby("benchmark")["k"].transform("max")
+    return episodes[episodes["k"] == largest]
 
 
 def main_table(episodes: pd.DataFrame) -> pd.DataFrame:
@@ -68,6 +70,34 @@ def capability_correlations(success: pd.Series, probes: pd.DataFrame, seed: int 
     return pd.DataFrame(rows, columns=["probe", "method", "coefficient", "ci_low", "ci_high", "p_value", "n"])
 
 
+def correlations_by_benchmark(table: pd.DataFrame, probes: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """``capability_correlations`` of the pretrained backbones' success on each benchmark (``main_table``
+    rows), stacked with a ``benchmark`` column: one panel per benchmark, as the paper reports them."""
+    frames = []
+    for benchmark, group in table[table["init"] == "pretrained"].groupby("benchmark"):
+        success = group.groupby("backbone")["success"].mean()
+        frames.append(capability_correlations(success, probes, seed=seed).assign(benchmark=benchmark))
+    columns = ["benchmark", "probe", "method", "coefficient", "ci_low", "ci_high", "p_value", "n"]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+def cross_benchmark(table: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Does the backbones' ranking carry over between benchmarks? Spearman and Pearson of the pretrained
+    backbones' success on each pair of benchmarks, over the backbones run on both."""
+    wide = table[table["init"] == "pretrained"].pivot_table(index="backbone", columns="benchmark", values="success")
+    rows = []
+    names = list(wide.columns)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            both = wide[[a, b]].dropna()
+            if len(both) < 3:
+                continue
+            for method in ("spearman", "pearson"):
+                r = stats.correlation(both[a].to_numpy(), both[b].to_numpy(), method=method, seed=seed)
+                rows.append({"benchmarks": f"{a} vs {b}", **r.as_dict()})
+    return pd.DataFrame(rows, columns=["benchmarks", "method", "coefficient", "ci_low", "ci_high", "p_value", "n"])
+
+
 def best_predictor(correlations: pd.DataFrame, method: str = "spearman") -> pd.Series | None:
     """The probe whose correlation with success is strongest in either direction (an error metric
     predicts through a negative coefficient), or None if there is none."""
@@ -89,10 +119,12 @@ def selection_effect(episodes: pd.DataFrame, early: pd.DataFrame | None = None) 
     choices = rows.groupby(["run", "backbone", "benchmark", "k", "step"])["success_rate"].mean().reset_index()
     swept = choices.groupby("run").size().loc[lambda n: n > 1].index
     choices = choices[choices["run"].isin(swept)]
-    fixed_k_value = int(episodes["k"].max())
+    largest_k = episodes.groupby("benchmark")["k"].max()
     out = []
     for (backbone, benchmark), group in choices.groupby(["backbone", "benchmark"]):
-        mean = group.groupby(["k", "step"])["success_rate"].mean()  # over the swept runs (seeds)
+        fixed_k_value = int(largest_k[benchmark])
+        # over the swept runs (seeds); largest k and the final checkpoint first, so a tie keeps the fixed rule
+        mean = group.groupby(["k", "step"])["success_rate"].mean().sort_index(ascending=False)
         at_final = mean.xs("final", level="step")
         best_choice = mean.idxmax()
         out.append({"backbone": backbone, "benchmark": benchmark, "runs": group["run"].nunique(),
@@ -119,22 +151,25 @@ def conclusions(table: pd.DataFrame, gaps: pd.DataFrame, correlations: pd.DataFr
                    else "is reversed")
         lines.append(f"VLM initialisation beats from-scratch for {row.backbone} on {row.benchmark}: {verdict} "
                      f"(gap {row.gap:+.2f}, 95% CI [{row.ci_low:+.2f}, {row.ci_high:+.2f}], pooled Fisher p = {row.fisher_p_pooled:.2g}).")
-    general = correlations[(correlations["probe"] == "general_vqa_accuracy") & (correlations["method"] == "spearman")]
-    for row in general.itertuples():
-        strength = "strongly positive" if row.coefficient > 0.6 else "weak or negative" if row.coefficient < 0.3 else "moderately positive"
-        sure = "the interval excludes 0" if row.ci_low > 0 or row.ci_high < 0 else "the interval includes 0, so this is not established"
-        lines.append(f"General VQA accuracy vs control success: Spearman {row.coefficient:+.2f} "
-                     f"(95% CI [{row.ci_low:+.2f}, {row.ci_high:+.2f}], permutation p = {row.p_value:.2g}, n = {row.n} backbones): "
-                     f"{strength}; {sure}. The paper reads about +0.8 on CALVIN and -0.4 / -0.2 on Simpler / LIBERO.")
-    best = best_predictor(correlations)
-    n_probes = correlations["probe"].nunique() if len(correlations) else 0
-    if best is not None:
-        sure = ("its interval excludes 0" if best["ci_low"] > 0 or best["ci_high"] < 0
-                else "its interval includes 0, so no probe is shown to predict control")
-        lines.append(f"Strongest predictor of control among the probes: {best['probe']} (Spearman {best['coefficient']:+.2f}, "
-                     f"95% CI [{best['ci_low']:+.2f}, {best['ci_high']:+.2f}], permutation p = {best['p_value']:.2g}, "
-                     f"n = {best['n']} backbones); {sure}. It was picked among {n_probes} probes: "
-                     f"Bonferroni-adjusted p = {min(1.0, best['p_value'] * n_probes):.2g}.")
+    if "benchmark" not in correlations.columns:
+        correlations = correlations.assign(benchmark="the benchmark")
+    for benchmark, corr in correlations.groupby("benchmark", sort=False):
+        general = corr[(corr["probe"] == "general_vqa_accuracy") & (corr["method"] == "spearman")]
+        for row in general.itertuples():
+            strength = "strongly positive" if row.coefficient > 0.6 else "weak or negative" if row.coefficient < 0.3 else "moderately positive"
+            sure = "the interval excludes 0" if row.ci_low > 0 or row.ci_high < 0 else "the interval includes 0, so this is not established"
+            lines.append(f"General VQA accuracy vs control success on {benchmark}: Spearman {row.coefficient:+.2f} "
+                         f"(95% CI [{row.ci_low:+.2f}, {row.ci_high:+.2f}], permutation p = {row.p_value:.2g}, n = {row.n} backbones): "
+                         f"{strength}; {sure}. The paper reads about +0.8 on CALVIN and -0.4 / -0.2 on Simpler / LIBERO.")
+        best = best_predictor(corr)
+        n_probes = corr["probe"].nunique()
+        if best is not None:
+            sure = ("its interval excludes 0" if best["ci_low"] > 0 or best["ci_high"] < 0
+                    else "its interval includes 0, so no probe is shown to predict control")
+            lines.append(f"Strongest predictor of control on {benchmark} among the probes: {best['probe']} (Spearman "
+                         f"{best['coefficient']:+.2f}, 95% CI [{best['ci_low']:+.2f}, {best['ci_high']:+.2f}], permutation "
+                         f"p = {best['p_value']:.2g}, n = {best['n']} backbones); {sure}. It was picked among {n_probes} "
+                         f"probes: Bonferroni-adjusted p = {min(1.0, best['p_value'] * n_probes):.2g}.")
     pretrained = table[table["init"] == "pretrained"]
     for benchmark, group in pretrained.groupby("benchmark"):
         top = group.iloc[0]

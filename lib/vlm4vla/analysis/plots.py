@@ -32,6 +32,15 @@ def capability_scatter(success: pd.Series, probe: pd.Series, title: str, ax: plt
     return ax
 
 
+def short_task(task: str) -> str:
+    """A short label: Meta-World ``door-open-v3`` -> ``door-open``; LIBERO
+    ``pick_up_the_alphabet_soup_and_place_it_in_the_basket`` -> ``alphabet soup``."""
+    task = task.removesuffix("-v3")
+    if task.startswith("pick_up_the_") and "_and_place" in task:
+        task = task.removeprefix("pick_up_the_").split("_and_place")[0]
+    return task.replace("_", " ")
+
+
 def radar(profile: pd.DataFrame, ax: plt.Axes | None = None) -> plt.Axes:
     """Per-task success of each backbone (rows of ``profile``) on a polar chart, as the paper's teaser."""
     if ax is None:
@@ -42,7 +51,7 @@ def radar(profile: pd.DataFrame, ax: plt.Axes | None = None) -> plt.Axes:
         values = np.append(row.to_numpy(dtype=float), row.iloc[0])
         ax.plot(closed, values, label=name)
         ax.fill(closed, values, alpha=0.08)
-    ax.set_xticks(angles, [c.replace("-v3", "") for c in profile.columns], fontsize=7)
+    ax.set_xticks(angles, [short_task(c) for c in profile.columns], fontsize=7)
     ax.set_ylim(0, 1)
     ax.legend(loc="upper right", bbox_to_anchor=(1.35, 1.1), fontsize=7)
     return ax
