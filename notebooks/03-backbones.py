@@ -93,12 +93,14 @@ display(Markdown("Tasks where a backbone beats the blind replay: " + "; ".join(
     f"**{b}** {len(above_blind(per_task, b))}/{len(per_task) - 1}" for b in pretrained["backbone"].unique())))
 
 # %% [markdown]
-# Other benchmarks, per task (no vision-free baselines there):
+# LIBERO, per task, next to its own reference policies (`11-libero-baselines`, same episodes):
 
 # %%
 for benchmark in [b for b in benchmarks if b != "metaworld"]:
     group = fixed[(fixed["init"] == "pretrained") & (fixed["benchmark"] == benchmark)]
-    grid = group.groupby(["task", "backbone"])["success_rate"].mean().unstack("backbone")
+    references = load_baselines(root, benchmark)
+    grid = (per_task_with_baselines(group, "backbone", references) if len(references.columns)
+            else group.groupby(["task", "backbone"])["success_rate"].mean().unstack("backbone"))
     grid.index = [plots.short_task(t) for t in grid.index]
     fig, ax = plt.subplots(figsize=(1.0 * grid.shape[1] + 2, 0.45 * grid.shape[0] + 1.5))
     sns.heatmap(grid, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", cbar=False, ax=ax)

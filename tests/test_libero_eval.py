@@ -96,3 +96,30 @@ def test_same_seed_gives_the_same_initial_states_frames_and_results() -> None:
         result = E.evaluate_libero(E.LiberoExpertPolicy(), suite, cfg, callbacks=[hashes])
         runs.append((hashes.digest.hexdigest(), [(e["variation"], e["length"], e["success"]) for e in result["episodes"]]))
     assert runs[0] == runs[1]
+
+
+def test_blind_replay_replays_whole_demos_padded_and_seeded() -> None:
+    demos = {"t": [np.full((3, 7), 0.5, np.float32), np.full((5, 7), -0.5, np.float32)]}
+    policy = E.LiberoBlindReplayPolicy(demos, step_limit=8, seed=1)
+    assert policy.chunk_size == 8  # the whole episode in one chunk: run with execute_k = chunk_size
+    first = policy.act({E.TASK: ["t", "t", "t", "t"]})
+    assert first.shape == (4, 8, 7) and first.dtype == np.float32
+    for chunk in first:
+        n = 3 if chunk[0, 0] == 0.5 else 5
+        assert np.all(chunk[n:, :6] == 0) and np.all(chunk[n:, 6] == chunk[n - 1, 6])  # stay still, gripper as last
+    policy.reset()
+    assert np.array_equal(policy.act({E.TASK: ["t", "t", "t", "t"]}), first)  # same seed, same demos
+    with pytest.raises(KeyError, match=r"no demonstrations of task 'u' to replay; the store has \['t'\]"):
+        policy.act({E.TASK: ["u"]})
+
+
+def test_libero_baselines_load_empty_where_libero_was_not_recorded(tmp_path: Path) -> None:
+    from vlm4vla.analysis.baselines import load_baselines
+
+    with pytest.raises(FileNotFoundError, match="dvc repro libero_baselines"):
+        load_baselines(tmp_path, "libero")
+    (tmp_path / "artifacts/libero-baselines").mkdir(parents=True)
+    (tmp_path / "artifacts/libero-baselines/baselines.json").write_text("{}")
+    assert load_baselines(tmp_path, "libero").columns.empty
+    with pytest.raises(ValueError, match=r"benchmark='calvin': allowed is one of \('metaworld', 'libero'\)"):
+        load_baselines(tmp_path, "calvin")

@@ -171,6 +171,17 @@ def test_baselines_count_the_runs_own_evaluation_episodes(repo, name):
     assert params["baselines"]["suite"] == params["training"]["suite"], f"profiles/{name}: baselines.suite != training.suite"
 
 
+@pytest.mark.parametrize("name", ["default", "paper"])
+def test_libero_baselines_count_the_libero_runs_own_episodes(repo, name):
+    params = profiles.load_profile(name, repo)
+    base = params["libero_baselines"]
+    for run_name, run in ((n, r) for n, r in params["runs"].items() if r["suite"].get("benchmark") == "libero"):
+        for key in ("episodes_per_task", "init_states", "seed"):
+            assert base["evaluation"][key] == run["evaluation"][key], f"profiles/{name}: libero_baselines.evaluation.{key} != {run_name}'s"
+        assert base["suite"] == {k: v for k, v in run["suite"].items() if k != "benchmark"}, f"profiles/{name}: suite != {run_name}'s"
+        assert base["demos_dir"] == run["demos_dir"]
+
+
 def test_notebook_defaults_are_the_default_profile(repo):
     """STYLE: a notebook's parameters cell holds the default profile, so both read the same."""
     from vlm4vla.pipeline.runner import notebook_defaults

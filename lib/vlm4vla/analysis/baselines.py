@@ -1,7 +1,9 @@
 """The vision-free baselines (null, blind replay) and the expert, per task, next to policy success.
 
 ``notebooks/10-baselines.py`` evaluates them on the runs' own evaluation episodes and writes
-``artifacts/baselines/baselines.json`` (the harness's dict per reference policy).
+``artifacts/baselines/baselines.json`` (the harness's dict per reference policy);
+``notebooks/11-libero-baselines.py`` does the same for the LIBERO runs (``artifacts/libero-baselines``;
+empty where LIBERO was not recorded).
 """
 
 from __future__ import annotations
@@ -12,15 +14,22 @@ from pathlib import Path
 import pandas as pd
 
 BASELINES_FILE = "artifacts/baselines/baselines.json"
+BASELINE_FILES = {"metaworld": BASELINES_FILE, "libero": "artifacts/libero-baselines/baselines.json"}
+_STAGES = {"metaworld": "baselines", "libero": "libero_baselines"}
 REFERENCES = ("null", "blind replay", "expert")
 
 
-def load_baselines(root: Path) -> pd.DataFrame:
-    """Success rate per task (rows, plus ``mean``) of each reference policy (columns)."""
-    path = root / BASELINES_FILE
+def load_baselines(root: Path, benchmark: str = "metaworld") -> pd.DataFrame:
+    """Success rate per task (rows, plus ``mean``) of each reference policy (columns) on ``benchmark``;
+    no columns where the stage computed none (LIBERO not recorded)."""
+    if benchmark not in BASELINE_FILES:
+        raise ValueError(f"benchmark={benchmark!r}: allowed is one of {tuple(BASELINE_FILES)}")
+    path = root / BASELINE_FILES[benchmark]
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run `dvc repro baselines`")
+        raise FileNotFoundError(f"{path} is missing: run `dvc repro {_STAGES[benchmark]}`")
     results = json.loads(path.read_text())
+    if not results:
+        return pd.DataFrame(columns=[])
     table = pd.DataFrame({name: {task: r["success_rate"] for task, r in res["per_task"].items()}
                           for name, res in results.items()})
     table.loc["mean"] = [res["mean_success"] for res in results.values()]

@@ -23,7 +23,7 @@ import json
 import subprocess
 import tempfile
 import time
-from collections import deque
+from collections import defaultdict, deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from vlm4vla.constants import INSTRUCTION, OBS_IMAGE, OBS_STATE, TASK
 from vlm4vla.envs.libero import ACTION_DIM, MAX_STEPS, N_INIT_STATES, SUITES
 from vlm4vla.envs.libero_demos import _recorder_env, libero_unavailable_reason
+from vlm4vla.envs.instructions import stable_hash
 from vlm4vla.envs.libero_worker import decode, encode, read_frame
 from vlm4vla.envs.rollout import Callback, Job, Policy, _Loop
 from vlm4vla.evaluate import _summarise
@@ -43,7 +44,7 @@ EXPERT_ACTION = "expert_action"  # batch key filled only for LiberoExpertPolicy
 N_TASKS = {"libero_spatial": 10, "libero_object": 10, "libero_goal": 10, "libero_10": 10, "libero_90": 90}
 DEFAULT_PYTHON = ".venv-libero/bin/python"
 
-__all__ = ["LiberoSuite", "LiberoEvalConfig", "evaluate_libero", "LiberoExpertPolicy", "LiberoNullPolicy",
+__all__ = ["LiberoSuite", "LiberoEvalConfig", "evaluate_libero", "LiberoExpertPolicy", "LiberoNullPolicy", "LiberoBlindReplayPolicy",
            "LiberoVectorEnvs", "LIBERO_ACTION_DIM", "EXPERT_ACTION"]
 
 
@@ -138,6 +139,46 @@ class LiberoNullPolicy:
     def act(self, batch: dict[str, Any]) -> np.ndarray:
         out = np.zeros((len(batch[TASK]), 1, LIBERO_ACTION_DIM), np.float32)
         out[..., -1] = -1.0
+        return out
+
+
+class LiberoBlindReplayPolicy:
+    """Replays one training demonstration's actions for the same task, ignoring the image (open loop).
+
+    How much of a task needs no vision: each call returns a whole demonstration padded with "stay still,
+    gripper as last" to ``chunk_size``; run with ``execute_k=chunk_size``. The demonstration for a task's
+    n-th episode is a seeded choice, so the same seed replays the same demonstrations.
+    (``vlm4vla.evaluate.BlindReplayPolicy`` is the Meta-World one, fixed to its 4-D actions.)
+    """
+
+    def __init__(self, actions_by_task: dict[str, list[np.ndarray]], step_limit: int, seed: int = 0) -> None:
+        self.actions_by_task, self.seed = actions_by_task, seed
+        self.chunk_size = max(step_limit, *(len(a) for demos in actions_by_task.values() for a in demos))
+        self._count: dict[str, int] = defaultdict(int)
+
+    @classmethod
+    def from_store(cls, store: Any, step_limit: int, seed: int = 0) -> "LiberoBlindReplayPolicy":
+        """Every stored episode's (T, 7) actions, grouped by task (a DemoStore of LIBERO demonstrations)."""
+        by_task: dict[str, list[np.ndarray]] = defaultdict(list)
+        for row in store.episodes.itertuples():
+            by_task[row.task].append(np.asarray(store.actions[row.start : row.start + row.length], np.float32))
+        return cls(dict(by_task), step_limit, seed)
+
+    def reset(self) -> None:
+        """Restart the seeded choice of demonstrations."""
+        self._count.clear()
+
+    def act(self, batch: dict[str, Any]) -> np.ndarray:
+        out = np.zeros((len(batch[TASK]), self.chunk_size, LIBERO_ACTION_DIM), np.float32)
+        for i, task in enumerate(batch[TASK]):
+            if task not in self.actions_by_task:
+                raise KeyError(f"no demonstrations of task {task!r} to replay; the store has {sorted(self.actions_by_task)}")
+            demos = self.actions_by_task[task]
+            pick = np.random.default_rng([self.seed, stable_hash(task), self._count[task]]).integers(len(demos))
+            self._count[task] += 1
+            demo = demos[int(pick)]
+            out[i, : len(demo)] = demo
+            out[i, len(demo) :, -1] = demo[-1, -1]
         return out
 
 
