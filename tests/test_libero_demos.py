@@ -205,7 +205,14 @@ def test_official_source_errors_name_the_field_and_the_missing_file(tmp_path: Pa
     cfg = D.LiberoDemoConfig(suite="libero_10", tasks=[0], source="official", official_dir=str(tmp_path))
     with pytest.raises(FileNotFoundError, match=r"no official LIBERO demonstrations for task 'some_task': expected .*some_task_demo.hdf5"):
         D._official_file(cfg, "some_task")
-    (tmp_path / "broken_demo.hdf5").write_bytes(b"not hdf5 at all")
-    pytest.importorskip("h5py")
-    with pytest.raises(ValueError, match=r"broken_demo.hdf5 is not a readable LIBERO HDF5 file"):
-        D.read_official_demo(tmp_path / "broken_demo.hdf5", 0)
+
+
+def test_a_corrupted_official_file_is_named_by_the_recorder(tmp_path: Path) -> None:
+    reason = D.libero_unavailable_reason(LIBERO_PYTHON)
+    if reason:
+        pytest.skip(reason)
+    (tmp_path / "pick_up_the_alphabet_soup_and_place_it_in_the_basket_demo.hdf5").write_bytes(b"not hdf5 at all")
+    cfg = D.LiberoDemoConfig(tasks=[0], episodes_per_task=1, source="official", official_dir=str(tmp_path))
+    with pytest.raises(RuntimeError, match=r"alphabet_soup_and_place_it_in_the_basket_demo.hdf5 is not a readable LIBERO HDF5 file"):
+        D.generate_libero_demonstrations(cfg, tmp_path / "store", LIBERO_PYTHON)
+    assert not (tmp_path / "store").exists()  # nothing half-written

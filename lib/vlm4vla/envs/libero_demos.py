@@ -168,6 +168,8 @@ def record_raw(cfg: LiberoDemoConfig, folder: str | Path) -> None:
                         else:
                             result = L.run_expert_episode(env, init, expert, cfg.settle_steps, on_step=episode.on_step)
                     except ValueError as err:  # a goal the expert does not handle: a failed attempt
+                        if official is not None:  # an unreadable official file is an error, not an attempt
+                            raise
                         result = {"success": False, "steps": 0, "phase": f"unsupported: {err}", "seconds": 0.0, "reward": 0.0}
                     attempt = {"task_id": task_id, "task": env.name, "instruction": env.instruction, "init_id": init,
                                "job_episode": k, **result, "episode_index": kept if result["success"] else None}
