@@ -62,9 +62,11 @@ for ax, base in zip(axes[0], bases):
 fig.tight_layout()
 
 # %% [markdown]
-# Change against the base. With one seed per auxiliary task (the default profile's budget) the
-# comparison is with the base run of the same seed over its 200 evaluation episodes (`unit`); the
-# base's own seed-to-seed SD (`base_seed_sd`, 3 seeds) says how large a change seed noise alone makes.
+# Change against the base. With two or more seeds per auxiliary task (the default profile runs seed 1
+# of the auxiliary runs last) the unit is the seed: bootstrap interval and permutation test against the
+# base's seeds. With one seed the comparison is with the base run of the same seed over its 200
+# evaluation episodes (`unit` says which); the base's own seed-to-seed SD (`base_seed_sd`, 3 seeds) says
+# how large a change seed noise alone makes.
 
 # %%
 changes = aux.versus_base(episodes)
