@@ -73,3 +73,18 @@ def test_fingerprint_covers_weights_and_names_not_other_files(tmp_path):
     assert policy_fingerprint(policy) != before
     with pytest.raises(FileNotFoundError, match="no policy weights"):
         policy_fingerprint(tmp_path / "empty")
+
+
+def test_benchmark_configs_build_either_benchmark_and_name_a_bad_one():
+    from vlm4vla.envs.libero_eval import LiberoEvalConfig, LiberoSuite
+    from vlm4vla.train.evaluation import benchmark_configs
+
+    evaluation = {"episodes_per_task": 3, "seed": 7, "execute_k": [2, 1], "checkpoints": [10]}
+    suite, cfg = benchmark_configs({"preset": "smoke", "image_size": 32}, evaluation)
+    assert suite.image_size == 32 and cfg == EvalConfig(episodes_per_task=3, seed=7, execute_k=2)
+    suite, cfg = benchmark_configs({"benchmark": "libero", "preset": "libero_10", "tasks": [0, 9]},
+                                   {**evaluation, "init_states": [0, 50]})
+    assert suite == LiberoSuite(suite="libero_10", tasks=(0, 9)) and suite.as_dict()["benchmark"] == "libero"
+    assert cfg == LiberoEvalConfig(episodes_per_task=3, seed=7, execute_k=2, init_states=(0, 50))
+    with pytest.raises(ValueError, match=r"suite.benchmark='calvin': allowed is one of \('metaworld', 'libero'\)"):
+        benchmark_configs({"benchmark": "calvin", "preset": "x"}, evaluation)
