@@ -195,6 +195,7 @@ class LiberoVectorEnvs:
         self.owner = {slot: slot % n for slot in range(len(slot_tasks))}
         self.procs: list[subprocess.Popen] = []
         self.logs: list[Any] = []
+        self.tasks: dict[int, dict[str, str]] = {}  # task id -> name and instruction, as the workers' envs read them
         for w in range(n):
             config = {**suite.as_dict(), "slots": {s: t for s, t in enumerate(slot_tasks) if self.owner[s] == w},
                       "expert": expert}
@@ -204,7 +205,9 @@ class LiberoVectorEnvs:
                                                env=_recorder_env()))
             self.logs.append(log)
         for w in range(n):
-            self._receive(w)
+            header, _ = self._receive(w)
+            self.tasks.update({int(i["task_id"]): {"name": i["name"], "instruction": i["instruction"]}
+                               for i in header["tasks"].values()})
 
     def reset(self, variations: dict[int, int]) -> dict[int, dict[str, Any]]:
         """Reset the given slots to the given official initial states (then settle); their observations."""
@@ -286,18 +289,6 @@ class _LiberoLoop(_Loop):
             self.plan[slot] = deque(chunks[i, : self.k])
 
 
-def task_names(suite: LiberoSuite, python: str | Path = DEFAULT_PYTHON) -> dict[int, dict[str, str]]:
-    """{task id: {"name", "instruction"}} of the suite's tasks, read by the LIBERO interpreter."""
-    probe = ("import json, sys; from libero.libero import benchmark; "
-             f"b = benchmark.get_benchmark({suite.suite!r})(task_order_index=0); "
-             f"print(json.dumps({{t: {{'name': b.get_task(t).name, 'instruction': b.get_task(t).language}} "
-             f"for t in {list(suite.tasks)!r}}}))")
-    out = subprocess.run([str(resolve_python(python)), "-c", probe], capture_output=True, text=True, env=_recorder_env())
-    if out.returncode != 0:
-        raise RuntimeError(f"could not read the {suite.suite} task list with {python}:\n{out.stderr[-2000:]}")
-    return {int(k): v for k, v in json.loads(out.stdout.strip().splitlines()[-1]).items()}
-
-
 def make_libero_jobs(suite: LiberoSuite, cfg: LiberoEvalConfig, names: dict[int, dict[str, str]]) -> list[Job]:
     """Episode e of each task: the e-th official initial state of a seeded permutation of ``cfg.init_states``."""
     inits = np.arange(*cfg.init_states)
@@ -314,17 +305,16 @@ def evaluate_libero(policy: Policy, suite: LiberoSuite = LiberoSuite(), cfg: Lib
     """Closed-loop success of ``policy`` on LIBERO: the result dict of ``vlm4vla.evaluate.evaluate``."""
     if cfg.execute_k > policy.chunk_size:
         raise ValueError(f"LiberoEvalConfig.execute_k={cfg.execute_k} exceeds the policy's chunk_size={policy.chunk_size}")
-    names = task_names(suite, cfg.python)
-    jobs = make_libero_jobs(suite, cfg, names)
     slot_tasks = [t for t in suite.tasks for _ in range(cfg.envs_per_task)]
-    by_name = {names[t]["name"]: t for t in suite.tasks}
-    queues = {t: deque(j for j in jobs if by_name[j.task] == t) for t in suite.tasks}
     results: dict[Job, dict[str, Any]] = {}
     callbacks = list(callbacks)
     policy.reset()
     t0 = time.perf_counter()
-    with LiberoVectorEnvs(suite, slot_tasks, cfg.workers, cfg.python, getattr(policy, "needs_expert", False)) as envs, \
-            tqdm(total=len(jobs), desc=f"evaluate {suite.suite}", mininterval=5.0) as bar:
+    with LiberoVectorEnvs(suite, slot_tasks, cfg.workers, cfg.python, getattr(policy, "needs_expert", False)) as envs:
+        jobs = make_libero_jobs(suite, cfg, envs.tasks)
+        by_name = {envs.tasks[t]["name"]: t for t in suite.tasks}
+        queues = {t: deque(j for j in jobs if by_name[j.task] == t) for t in suite.tasks}
+        bar = tqdm(total=len(jobs), desc=f"evaluate {suite.suite}", mininterval=5.0)
         loop = _LiberoLoop(policy, envs, cfg.execute_k, callbacks)
         loop.start({s: queues[t].popleft() for s, t in enumerate(slot_tasks) if queues[t]})
         t_loop = time.perf_counter()
@@ -334,5 +324,6 @@ def evaluate_libero(policy: Policy, suite: LiberoSuite = LiberoSuite(), cfg: Lib
                 bar.update(1)
             loop.start({s: queues[slot_tasks[s]].popleft() for s in loop.free if queues[slot_tasks[s]]})
         rate = loop.env_steps / max(time.perf_counter() - t_loop, 1e-9)
+        bar.close()
     return _summarise(jobs, [results[j] for j in jobs], suite, cfg, rate, time.perf_counter() - t0)
 

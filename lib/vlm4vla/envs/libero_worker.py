@@ -120,7 +120,8 @@ def main(argv: list[str]) -> int:
     except Exception:
         reply(encode({"error": traceback.format_exc()}))
         return 1
-    reply(encode({"ready": True}))
+    reply(encode({"ready": True, "tasks": {s: {"task_id": e.task_id, "name": e.name, "instruction": e.instruction}
+                                           for s, e in slots.envs.items()}}))
     while (body := read_frame(requests)) is not None:
         header, arrays = decode(body)
         if header["command"] == "close":
