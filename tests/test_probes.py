@@ -12,9 +12,11 @@ from vlm4vla.data.embodied_qa import KINDS, EmbodiedQAConfig, make_embodied_qa, 
 from vlm4vla.envs import make_suite_config
 from vlm4vla.envs.ground_truth import GRIPPER, TASK_OBJECT, camera_matrices
 from vlm4vla.envs.sim import GRIPPER_OPEN_THRESHOLD, TaskEnv
-from vlm4vla.probes import (EmbodiedProbeConfig, LinearProbeConfig, ProbeConfig, embodied_probes, general_vqa_accuracy,
-                            image_token_embeddings, robot_probe_summary)
-from vlm4vla.probes.linear import episode_split, ridge_r2
+from vlm4vla.probes import general_vqa_accuracy
+from vlm4vla.probes import embodied
+from vlm4vla.probes.embodied import EmbodiedProbeConfig, embodied_probes, option_logprobs
+from vlm4vla.probes.linear import LinearProbeConfig, episode_split, image_token_embeddings, ridge_r2
+from vlm4vla.probes.summary import ProbeConfig, robot_probe_summary
 
 torch.set_num_threads(1)
 SUITE = make_suite_config("smoke", max_episode_steps=120)
@@ -96,18 +98,52 @@ class _Answering:
     def generate(self, images: np.ndarray, prompts: list[str], max_new_tokens: int = 4) -> list[str]:
         return [self.answer if self.answer is not None else self.truth[(im.tobytes(), p)] for im, p in zip(images, prompts)]
 
+    def option_logprobs(self, images: np.ndarray, prompts: list[str], options: list[list[str]]) -> np.ndarray:
+        """Oracle: 0 for the true option, -1 for the other; null: the same for every option (first wins)."""
+        answers = self.generate(images, prompts)
+        return np.array([[0.0 if self.answer is not None or o == a else -1.0 for o in opts]
+                         for opts, a in zip(options, answers)])
 
-def test_embodied_scores_oracle_perfect_and_null_at_chance(store: DemoStore) -> None:
+
+def test_embodied_scores_oracle_perfect_and_null_at_chance(store: DemoStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(embodied, "option_logprobs", lambda backbone, *args: backbone.option_logprobs(*args))
     cfg = EmbodiedProbeConfig(qa=QA)
     oracle = embodied_probes(_Answering(store, None), store, cfg)
     assert oracle["pointing_error_px"]["score"] < 1.0 and oracle["pointing_error_px"]["hit_rate"] == 1.0
     for key in ("depth_order_acc", "relation_acc", "gripper_acc"):
-        assert oracle[key]["score"] == 1.0 and oracle[key]["parsed"] == 1.0, key
+        assert oracle[key]["score"] == 1.0 and oracle[key]["generated"] == 1.0 and oracle[key]["parsed"] == 1.0, key
     null = embodied_probes(_Answering(store, "nothing"), store, cfg)
     assert null["pointing_error_px"]["score"] == pytest.approx(null["pointing_error_px"]["chance"])
-    assert null["pointing_error_px"]["parsed"] == 0.0 and null["gripper_acc"]["score"] == 0.0
+    assert null["pointing_error_px"]["parsed"] == 0.0 and null["gripper_acc"]["generated"] == 0.0
     assert null["gripper_acc"]["chance"] == pytest.approx(0.5, abs=0.02)
     assert null["relation_acc"]["chance"] >= 0.5
+    # a model without a preference always picks the first option: its ranked accuracy is that option's share
+    for key in ("depth_order_acc", "relation_acc", "gripper_acc"):
+        answers = null[key]["answers"]
+        first = answers["options"].str.split("|").str[0]
+        assert null[key]["score"] == pytest.approx((first == answers["answer"]).mean()), key
+        assert null[key]["score"] <= null[key]["chance"] + 1e-9, key
+
+
+def test_option_logprobs_are_the_lm_loss_of_each_answer_and_ignore_padding(store: DemoStore) -> None:
+    """The ranked choice scores an answer by the training loss's own token log-likelihoods, per row:
+    a batch with prompts of different lengths (left padding) gives each row its single-row value."""
+    torch.manual_seed(0)
+    backbone = make_backbone(BackboneConfig(family="qwen2_vl", **TINY)).eval()
+    images = np.asarray(store.frames[:3])
+    prompts = ["is the gripper open or closed?", "left or right?", "which is closer to the camera, the drawer or the handle?"]
+    options = [["open", "closed"], ["left", "right"], ["drawer", "handle"]]
+    batched = option_logprobs(backbone, images, prompts, options)
+    assert batched.shape == (3, 2) and np.all(batched < 0)
+    for i in range(3):
+        for j in range(2):
+            single = option_logprobs(backbone, images[i:i + 1], prompts[i:i + 1], [options[i]])[0, j]
+            inputs = backbone.encode(images[i:i + 1], prompts[i:i + 1], [options[i][j]])
+            with torch.no_grad():
+                n_tokens = int((inputs["labels"][:, 1:] != -100).sum())
+                expected = -float(backbone.lm_loss(inputs)) * n_tokens
+            assert single == pytest.approx(expected, rel=1e-4, abs=1e-4)
+            assert batched[i, j] == pytest.approx(single, rel=1e-3, abs=1e-3)
 
 
 def test_ridge_recovers_a_linear_signal_and_not_a_shuffled_one() -> None:
@@ -138,6 +174,7 @@ def test_all_probes_run_on_a_tiny_random_backbone(store: DemoStore, family: str)
         assert f"{key}_n" in summary
     assert all(k.startswith("probe_") for k in summary)
     assert summary["probe_pointing_error_px_chance"] > 0 and "probe_linear_ee_r2_pixels" in summary
+    assert 0 <= summary["probe_gripper_acc_generated"] <= 1
     assert ("probe_linear_ee_r2_random_init" in summary) == (family == "qwen2_vl")
 
 

@@ -31,7 +31,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 import vlm4vla.data.embodied_qa
-import vlm4vla.probes
+import vlm4vla.probes.embodied
 from vlm4vla.analysis.zoo import ROBOT_PROBE_SCORES, read_robot_probes
 from vlm4vla.backbones.base import load_backbone
 from vlm4vla.data.demos import DemoStore
@@ -45,7 +45,7 @@ from vlm4vla.probes.summary import PREFIX, ProbeConfig, robot_probe_summary
 # probes and the items they ask; other library changes do not invalidate (delete the folder then).
 MODEL_FILES = ("config.json", "vlm4vla.json", "*.safetensors", "tokenizer*.json", "special_tokens_map.json")
 STORE_FILES = ("meta.json", "episodes.parquet")
-CODE_FILES = (*sorted(Path(vlm4vla.probes.__file__).parent.glob("*.py")), Path(vlm4vla.data.embodied_qa.__file__))
+CODE_FILES = (*sorted(Path(vlm4vla.probes.embodied.__file__).parent.glob("*.py")), Path(vlm4vla.data.embodied_qa.__file__))
 LOWER_IS_BETTER = ("probe_pointing_error_px",)  # every other score: higher is better
 
 

@@ -6,18 +6,12 @@
 - ``linear``: ridge probes of the frozen vision features for end-effector / object position and
   gripper state, R^2 on held-out episodes, with pixel and random-init reference points.
 - ``summary``: all robot probes of one backbone as one flat ``probe_*`` dict (zoo summary columns).
+
+Only the general probe is re-exported here: the model builders (zoo, auxiliary and control
+fine-tunes) score general VQA while they train, and importing the package then loads nothing else,
+so their pipeline stages depend on ``general`` alone. Import the others from their modules.
 """
 
-from vlm4vla.probes.embodied import (EMBODIED_PROBES, EmbodiedProbeConfig, depth_order_accuracy, embodied_probes,
-                                     gripper_state_accuracy, pointing_error, relation_accuracy)
 from vlm4vla.probes.general import accuracy_summary, general_vqa_accuracy, normalise_answer, vqa_answers
-from vlm4vla.probes.linear import (LinearProbeConfig, image_token_embeddings, linear_probes, pixel_features,
-                                   random_init_twin, vision_features)
-from vlm4vla.probes.summary import ProbeConfig, flatten_probes, robot_probe_summary
 
-__all__ = [
-    "EMBODIED_PROBES", "EmbodiedProbeConfig", "LinearProbeConfig", "ProbeConfig", "accuracy_summary",
-    "depth_order_accuracy", "embodied_probes", "flatten_probes", "general_vqa_accuracy", "gripper_state_accuracy",
-    "image_token_embeddings", "linear_probes", "normalise_answer", "pixel_features", "pointing_error",
-    "random_init_twin", "relation_accuracy", "robot_probe_summary", "vision_features", "vqa_answers",
-]
+__all__ = ["accuracy_summary", "general_vqa_accuracy", "normalise_answer", "vqa_answers"]
