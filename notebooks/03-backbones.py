@@ -38,7 +38,7 @@ from IPython.display import Markdown, display
 from vlm4vla.analysis import backbones as bb
 from vlm4vla.analysis import paper, plots
 from vlm4vla.analysis.baselines import above_blind, load_baselines, per_task_with_baselines
-from vlm4vla.analysis.runs import load_early_checkpoints, load_runs
+from vlm4vla.analysis.runs import coverage, coverage_note, load_early_checkpoints, load_runs
 from vlm4vla.analysis.zoo import load_probes
 from vlm4vla.pipeline.notebook import repo_root, write_metrics
 
@@ -48,7 +48,7 @@ for prefix in run_prefixes:
     try:
         loaded[prefix] = load_runs(root, prefix)
     except FileNotFoundError:
-        print(f"no {prefix}* runs in this profile: skipped")
+        print(f"no finished {prefix}* runs: skipped")
 episodes = pd.concat(loaded.values(), ignore_index=True)
 fixed = bb.fixed_k(episodes, execute_k or None)
 benchmarks = list(dict.fromkeys(fixed["benchmark"]))
@@ -56,6 +56,7 @@ probes = load_probes(root)
 for benchmark, group in fixed.groupby("benchmark", sort=False):
     print(f"{benchmark}: {group['run'].nunique()} runs, seeds per backbone {group.groupby('backbone')['seed'].nunique().to_dict()}, "
           f"{int(group.groupby('run')['n'].sum().iloc[0])} evaluation episodes per run at k={int(group['k'].iloc[0])}")
+display(Markdown(coverage_note(coverage(root, run_prefixes))))
 
 # %% [markdown]
 # ## Main table (ours) and the paper's, for orientation
@@ -124,6 +125,9 @@ gaps.round(3)
 # %%
 correlations = bb.correlations_by_benchmark(table, probes)
 display(correlations.round(3))
+flat = bb.constant_probes(probes, table.loc[table["init"] == "pretrained", "backbone"].unique())
+if flat:
+    print("same score for every backbone (no correlation defined):", ", ".join(flat))
 for benchmark in benchmarks:
     success = table[(table["init"] == "pretrained") & (table["benchmark"] == benchmark)].groupby("backbone")["success"].mean()
     columns = [c for c in probes.columns if c in set(correlations.loc[correlations["benchmark"] == benchmark, "probe"])]

@@ -36,7 +36,7 @@ from IPython.display import Markdown, display
 from vlm4vla.analysis import auxiliary as aux
 from vlm4vla.analysis.backbones import fixed_k
 from vlm4vla.analysis.baselines import load_baselines, per_task_with_baselines
-from vlm4vla.analysis.runs import load_runs
+from vlm4vla.analysis.runs import coverage, coverage_note, load_runs
 from vlm4vla.backbones.auxiliary import auxiliary_examples, auxiliary_table
 from vlm4vla.pipeline.notebook import repo_path, repo_root, write_metrics
 
@@ -45,6 +45,7 @@ base_runs = fixed_k(load_runs(root, "bb-"))
 base_runs = base_runs[(base_runs["init"] == "pretrained") & base_runs["backbone"].isin(bases)]
 episodes = pd.concat([base_runs, fixed_k(load_runs(root, "ax-"))], ignore_index=True)
 skills = auxiliary_table(repo_path(aux_dir))
+display(Markdown(coverage_note(coverage(root, ["ax-"]))))
 
 # %% [markdown]
 # ## VLA success after each auxiliary fine-tune, per seed (box plots as in the paper's figure)

@@ -49,7 +49,7 @@ from vlm4vla.analysis import robot_probes as rp
 from vlm4vla.analysis import vision as vis
 from vlm4vla.analysis.backbones import fixed_k
 from vlm4vla.analysis.baselines import load_baselines, per_task_with_baselines
-from vlm4vla.analysis.runs import load_runs
+from vlm4vla.analysis.runs import coverage, coverage_note, load_runs
 from vlm4vla.analysis.zoo import load_robot_probes
 from vlm4vla.data.demos import DemoStore
 from vlm4vla.pipeline.notebook import repo_path, repo_root, write_metrics
@@ -60,6 +60,7 @@ full = fixed_k(load_runs(root, "bb-"))
 full = full[full["init"] == "pretrained"]
 ablations = fixed_k(load_runs(root, "fz-"))
 episodes = pd.concat([full[full["backbone"].isin(ablations["backbone"].unique())], ablations], ignore_index=True)
+display(Markdown(coverage_note(coverage(root, ["fz-", "cs-"]))))
 
 # %% [markdown]
 # ## Freezing ablations (ours), with trainable parameter counts

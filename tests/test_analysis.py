@@ -209,3 +209,36 @@ def test_results_are_reported_per_benchmark_and_rankings_compared_across_them():
     assert transfer.query("method == 'spearman'")["coefficient"].iloc[0] == pytest.approx(1.0)
     lines = bb.conclusions(table, bb.init_gap(fixed), corr)
     assert any("on libero" in line for line in lines) and any("on metaworld" in line for line in lines)
+
+
+def test_ties_use_seed_intervals_with_two_seeds_and_episode_intervals_with_one():
+    many = bb.main_table(bb.fixed_k(_episodes({("m1", "pretrained"): 0.60, ("m2", "pretrained"): 0.58,
+                                               ("m3", "pretrained"): 0.10})))
+    assert bb.tied_with_best(many) == ["m1 (seeds)", "m2 (seeds)"]
+    one = bb.main_table(bb.fixed_k(_episodes({("m1", "pretrained"): 0.60, ("m2", "pretrained"): 0.55,
+                                              ("m3", "pretrained"): 0.10}, seeds=(0,))))
+    assert bb.tied_with_best(one) == ["m1 (episodes)", "m2 (episodes)"]  # 40 episodes each: 0.55 is within reach
+
+
+def test_a_constant_probe_is_named_and_gets_no_correlation(recwarn):
+    names = ["a", "b", "c", "d"]
+    probes = pd.DataFrame({"gripper_acc": [0.5] * 4, "vqa": [0.1, 0.2, 0.3, 0.4]}, index=names)
+    corr = bb.capability_correlations(pd.Series([0.2, 0.1, 0.4, 0.3], index=names), probes)
+    assert set(corr["probe"]) == {"vqa"} and bb.constant_probes(probes, names) == ["gripper_acc"]
+    assert not [w for w in recwarn if "constant" in str(w.message).lower()]  # resamples of 4 repeat backbones
+
+
+def test_coverage_lists_planned_runs_and_which_finished(tmp_path):
+    from vlm4vla.analysis.runs import coverage, coverage_note
+    (tmp_path / "params.yaml").write_text(
+        "runs:\n  bb-a-s0: {run: {seed: 0}}\n  bb-a-s1: {run: {seed: 1}}\n  fz-a-s0: {run: {seed: 0}}\n  lb-a-s0: {run: {seed: 0}}\n")
+    (tmp_path / "artifacts/metrics/runs").mkdir(parents=True)
+    (tmp_path / "artifacts/metrics/runs/bb-a-s0.json").write_text("{}")
+    table = coverage(tmp_path, ["bb-", "lb-"])
+    assert table.set_index("run")["done"].to_dict() == {"bb-a-s0": True, "bb-a-s1": False, "lb-a-s0": False}
+    note = coverage_note(table)
+    assert "`bb-*` 1 of 2 planned runs finished (seed 0: 1/1, seed 1: 0/1)" in note
+    assert "partial" in note and "`lb-a-s0`" in note and "fz-a-s0" not in note
+    (tmp_path / "artifacts/metrics/runs/bb-a-s1.json").write_text("{}")
+    (tmp_path / "artifacts/metrics/runs/lb-a-s0.json").write_text("{}")
+    assert "partial" not in coverage_note(coverage(tmp_path, ["bb-", "lb-"]))

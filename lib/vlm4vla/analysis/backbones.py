@@ -6,8 +6,11 @@ mean over tasks; intervals over seeds are Student-t, pooled-episode intervals ar
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
+from scipy.stats import ConstantInputWarning
 
 from vlm4vla import stats
 
@@ -51,11 +54,21 @@ def init_gap(episodes: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _correlation(x: np.ndarray, y: np.ndarray, method: str, seed: int) -> stats.Correlation:
+    """``stats.correlation`` over a few backbones: bootstrap resamples that repeat one backbone have no
+    coefficient (scipy warns, ``stats`` drops them), so the warning is silenced here."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConstantInputWarning)
+        return stats.correlation(x, y, method=method, seed=seed)
+
+
 def capability_correlations(success: pd.Series, probes: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """Spearman and Pearson of every probe column against success, over the backbones both name.
 
     ``success``: mean success indexed by backbone; ``probes``: numeric probe scores indexed by backbone.
-    Bootstrap CIs resample backbones; p-values are two-sided permutation tests.
+    Bootstrap CIs resample backbones (a resample that repeats one backbone has no coefficient and is
+    dropped); p-values are two-sided permutation tests. A probe with fewer than 3 backbones or the same
+    score for all of them has no correlation and no row (``constant_probes`` names the latter).
     """
     rows = []
     common = success.index.intersection(probes.index)
@@ -65,9 +78,15 @@ def capability_correlations(success: pd.Series, probes: pd.DataFrame, seed: int 
         if ok.sum() < 3 or x[ok].nunique() < 2:
             continue
         for method in ("spearman", "pearson"):
-            r = stats.correlation(x[ok].to_numpy(), success[common][ok].to_numpy(), method=method, seed=seed)
+            r = _correlation(x[ok].to_numpy(), success[common][ok].to_numpy(), method, seed)
             rows.append({"probe": probe, **r.as_dict()})
     return pd.DataFrame(rows, columns=["probe", "method", "coefficient", "ci_low", "ci_high", "p_value", "n"])
+
+
+def constant_probes(probes: pd.DataFrame, backbones: pd.Index | list[str]) -> list[str]:
+    """Probe columns with one value (or none) across ``backbones``: a correlation with them is undefined."""
+    rows = probes.loc[probes.index.intersection(backbones)]
+    return [c for c in probes.columns if rows[c].dropna().nunique() < 2]
 
 
 def correlations_by_benchmark(table: pd.DataFrame, probes: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
@@ -93,7 +112,7 @@ def cross_benchmark(table: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
             if len(both) < 3:
                 continue
             for method in ("spearman", "pearson"):
-                r = stats.correlation(both[a].to_numpy(), both[b].to_numpy(), method=method, seed=seed)
+                r = _correlation(both[a].to_numpy(), both[b].to_numpy(), method, seed)
                 rows.append({"benchmarks": f"{a} vs {b}", **r.as_dict()})
     return pd.DataFrame(rows, columns=["benchmarks", "method", "coefficient", "ci_low", "ci_high", "p_value", "n"])
 
@@ -143,6 +162,16 @@ def task_profile(episodes: pd.DataFrame) -> pd.DataFrame:
     return pretrained.groupby(["backbone", "task"])["success_rate"].mean().unstack("task")
 
 
+def tied_with_best(group: pd.DataFrame) -> list[str]:
+    """Backbones of one benchmark's ``main_table`` rows (best first) whose upper interval bound reaches the
+    best mean: the seed t-interval where a backbone has 2+ seeds, else the pooled Wilson interval, each
+    name marked with the interval used ("seeds" / "episodes")."""
+    top = group.iloc[0]["success"]
+    upper = group["seed_ci_high"].where(group["seeds"] >= 2, group["pooled_ci_high"])
+    basis = np.where(group["seeds"] >= 2, "seeds", "episodes")
+    return [f"{b} ({how})" for b, u, how in zip(group["backbone"], upper, basis) if u >= top]
+
+
 def conclusions(table: pd.DataFrame, gaps: pd.DataFrame, correlations: pd.DataFrame) -> list[str]:
     """Plain-language statements computed from the numbers: which of the paper's claims hold here."""
     lines = []
@@ -173,7 +202,6 @@ def conclusions(table: pd.DataFrame, gaps: pd.DataFrame, correlations: pd.DataFr
     pretrained = table[table["init"] == "pretrained"]
     for benchmark, group in pretrained.groupby("benchmark"):
         top = group.iloc[0]
-        tied = group[group["seed_ci_high"].fillna(group["success"]) >= top["success"]]["backbone"].tolist()
         lines.append(f"On {benchmark} the best backbone is {top['backbone']} ({top['success']:.2f}); "
-                     f"statistically tied with it (seed interval reaching its mean): {', '.join(tied)}.")
+                     f"statistically tied with it: {', '.join(tied_with_best(group))}.")
     return lines

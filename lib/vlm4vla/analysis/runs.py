@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 
 EPISODE_COLUMNS = ["run", "backbone", "init", "freeze", "seed", "benchmark", "k", "task", "successes", "n", "success_rate"]
 
@@ -75,3 +76,34 @@ def load_runs(root: Path, prefix: str = "") -> pd.DataFrame:
 def per_seed(episodes: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """Mean success over tasks for each seed of each group (the unit of replication is the seed)."""
     return episodes.groupby([*by, "seed"], as_index=False)["success_rate"].mean()
+
+
+def coverage(root: Path, prefixes: list[str] | tuple[str, ...]) -> pd.DataFrame:
+    """The runs the profile plans (``runs`` in params.yaml) whose names start with one of ``prefixes``,
+    and whether each has finished (its metrics file exists): one row per run, ``run``, ``prefix``,
+    ``seed``, ``done``. A finding notebook shows this first, so a partial reproduction says what it lacks.
+    """
+    params = yaml.safe_load((Path(root) / "params.yaml").read_text()) or {}
+    metrics_dir = Path(root) / "artifacts/metrics/runs"
+    rows = [{"run": name, "prefix": prefix, "seed": int(cfg.get("run", {}).get("seed", 0)),
+             "done": (metrics_dir / f"{name}.json").is_file()}
+            for name, cfg in (params.get("runs") or {}).items()
+            for prefix in prefixes if name.startswith(prefix)]
+    return pd.DataFrame(rows, columns=["run", "prefix", "seed", "done"])
+
+
+def coverage_note(table: pd.DataFrame) -> str:
+    """One Markdown paragraph from ``coverage``: finished / planned per prefix and seed, and what is missing."""
+    if table.empty:
+        return "The profile plans no runs for this finding."
+    parts = []
+    for prefix, group in table.groupby("prefix", sort=False):
+        by_seed = ", ".join(f"seed {s}: {int(g['done'].sum())}/{len(g)}" for s, g in group.groupby("seed"))
+        parts.append(f"`{prefix}*` {int(group['done'].sum())} of {len(group)} planned runs finished ({by_seed})")
+    missing = table.loc[~table["done"], "run"].tolist()
+    note = "; ".join(parts) + "."
+    if missing:
+        shown = ", ".join(f"`{m}`" for m in missing[:12]) + (f" and {len(missing) - 12} more" if len(missing) > 12 else "")
+        note += (f" **This report is partial**: everything below uses the finished runs only. Not yet run: {shown} "
+                 "(`make repro` continues where it stopped).")
+    return note
