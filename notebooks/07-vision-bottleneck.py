@@ -49,16 +49,16 @@ from vlm4vla.analysis import robot_probes as rp
 from vlm4vla.analysis import vision as vis
 from vlm4vla.analysis.backbones import fixed_k
 from vlm4vla.analysis.baselines import load_baselines, per_task_with_baselines
-from vlm4vla.analysis.runs import coverage, coverage_note, load_runs
+from vlm4vla.analysis.runs import coverage, coverage_note, load_finished, load_runs
 from vlm4vla.analysis.zoo import load_robot_probes
 from vlm4vla.data.demos import DemoStore
 from vlm4vla.pipeline.notebook import repo_path, repo_root, write_metrics
 
 torch.set_num_threads(threads)
 root = repo_root()
-full = fixed_k(load_runs(root, "bb-"))
+full = fixed_k(load_finished(root, ["bb-", "lb-"]))  # full fine-tuning: Meta-World, LIBERO
 full = full[full["init"] == "pretrained"]
-ablations = fixed_k(load_runs(root, "fz-"))
+ablations = fixed_k(load_runs(root, "fz-"))  # both benchmarks (LIBERO runs: fz-libero-*)
 episodes = pd.concat([full[full["backbone"].isin(ablations["backbone"].unique())], ablations], ignore_index=True)
 display(Markdown(coverage_note(coverage(root, ["fz-", "cs-"]))))
 
@@ -67,8 +67,8 @@ display(Markdown(coverage_note(coverage(root, ["fz-", "cs-"]))))
 
 # %%
 counts = vis.trainable_counts(root, sorted(episodes["run"].unique()))
-trainable = (episodes[["run", "backbone", "freeze"]].drop_duplicates().join(counts, on="run")
-             .groupby(["backbone", "freeze"], as_index=False)[["trainable", "total"]].first())
+trainable = (episodes[["run", "benchmark", "backbone", "freeze"]].drop_duplicates().join(counts, on="run")
+             .groupby(["benchmark", "backbone", "freeze"], as_index=False)[["trainable", "total"]].first())
 freezing = vis.freezing_table(episodes, trainable)
 display(freezing.drop(columns=["seed_values"]).round(3))
 display(pd.DataFrame(paper.FREEZING_TABLE).T.rename_axis("paper: (CALVIN length, Simpler %)"))
@@ -78,10 +78,10 @@ display(pd.DataFrame(paper.FREEZING_TABLE).T.rename_axis("paper: (CALVIN length,
 # (null, blind replay) and the expert, on the same evaluation episodes.
 
 # %%
-per_task = per_task_with_baselines(episodes, "freeze", load_baselines(root))
+per_task = per_task_with_baselines(episodes[episodes["benchmark"] == "metaworld"], "freeze", load_baselines(root))
 fig, ax = plt.subplots(figsize=(1.1 * per_task.shape[1] + 2, 0.45 * per_task.shape[0] + 1.5))
 sns.heatmap(per_task, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", cbar=False, ax=ax)
-ax.set_title("success per task by freezing condition")
+ax.set_title("Meta-World: success per task by freezing condition")
 plt.show()
 
 # %% [markdown]
@@ -89,7 +89,7 @@ plt.show()
 
 # %%
 supervised = fixed_k(load_runs(root, "cs-"))
-everything = pd.concat([episodes, supervised], ignore_index=True)
+everything = pd.concat([episodes[episodes["benchmark"] == "metaworld"], supervised], ignore_index=True)  # stage 1 is Meta-World
 for base in bases:
     display(Markdown(f"**{base}** (mean success [95% Wilson interval])"))
     display(vis.control_supervision_table(everything, base))
@@ -133,9 +133,8 @@ before.loc[[n for n in before.index if any(n == b or n.startswith(f"{b}-fast-") 
 # %%
 lines = vis.conclusions(freezing)
 display(Markdown("\n".join(f"- {line}" for line in lines)))
-vision_rows = freezing[freezing["freeze"] == "freeze_vision"]
 write_metrics(metrics_path, {
-    "runs": everything["run"].nunique(),
-    "mean_change_freeze_vision": float(vision_rows["vs_full"].mean()) if len(vision_rows) else float("nan"),
-    "mean_change_freeze_word_embeddings": float(freezing[freezing["freeze"] == "freeze_word_embeddings"]["vs_full"].mean()),
+    "runs": pd.concat([episodes, supervised])["run"].nunique(),
+    **{f"mean_change_{freeze}_{benchmark}": float(group["vs_full"].mean())
+       for (benchmark, freeze), group in freezing[freezing["freeze"] != vis.FULL].groupby(["benchmark", "freeze"])},
 })

@@ -73,6 +73,20 @@ def load_runs(root: Path, prefix: str = "") -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def load_finished(root: Path, prefixes: list[str] | tuple[str, ...]) -> pd.DataFrame:
+    """``load_runs`` of every prefix that has finished runs, concatenated (a prefix without any is skipped
+    and said so: a partial reproduction still renders); raises if no prefix has a run."""
+    frames = []
+    for prefix in prefixes:
+        try:
+            frames.append(load_runs(root, prefix))
+        except FileNotFoundError:
+            print(f"no finished {prefix}* runs: skipped")
+    if not frames:
+        raise FileNotFoundError(f"no finished runs named {' or '.join(prefixes)}*: run `dvc repro` first")
+    return pd.concat(frames, ignore_index=True)
+
+
 def per_seed(episodes: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """Mean success over tasks for each seed of each group (the unit of replication is the seed)."""
     return episodes.groupby([*by, "seed"], as_index=False)["success_rate"].mean()

@@ -36,10 +36,23 @@ def condition_success(episodes: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
 
 
 def freezing_table(episodes: pd.DataFrame, trainable: pd.DataFrame | None = None, seed: int = 0) -> pd.DataFrame:
-    """The paper's freezing table: success per backbone x condition, and the difference to full fine-tuning.
+    """The paper's freezing table per benchmark: success per backbone x condition, and the difference
+    to full fine-tuning of the same backbone on the same benchmark.
 
-    Differences carry a bootstrap CI over seed means and a permutation p-value.
+    Differences carry a bootstrap CI over seed means and a permutation p-value. ``trainable``: parameter
+    counts per (backbone, freeze), or per (benchmark, backbone, freeze) when it has a benchmark column.
     """
+    frames = [_freezing_on_one_benchmark(group, seed).assign(benchmark=benchmark)
+              for benchmark, group in episodes.groupby("benchmark", sort=False)]
+    table = pd.concat(frames, ignore_index=True) if frames else condition_success(episodes).assign(benchmark=[])
+    if trainable is not None:
+        keys = ["benchmark", "backbone", "freeze"] if "benchmark" in trainable.columns else ["backbone", "freeze"]
+        table = table.merge(trainable, on=keys, how="left")
+    first = ["benchmark", "backbone", "freeze"]
+    return table[first + [c for c in table.columns if c not in first]].sort_values(first, ignore_index=True)
+
+
+def _freezing_on_one_benchmark(episodes: pd.DataFrame, seed: int) -> pd.DataFrame:
     table = condition_success(episodes)
     diffs = []
     for row in table.itertuples():
@@ -51,9 +64,7 @@ def freezing_table(episodes: pd.DataFrame, trainable: pd.DataFrame | None = None
         a, b = (per_seed(x, ["backbone"])["success_rate"].to_numpy() for x in (this, full))
         diffs.append((*stats.bootstrap_diff(a, b, seed=seed), stats.permutation_test_means(a, b, n_perm=2000, seed=seed)))
     table[["vs_full", "vs_full_ci_low", "vs_full_ci_high", "vs_full_p"]] = diffs
-    if trainable is not None:
-        table = table.merge(trainable, on=["backbone", "freeze"], how="left")
-    return table.sort_values(["backbone", "freeze"], ignore_index=True)
+    return table
 
 
 def trainable_counts(root: Path, runs: list[str]) -> pd.DataFrame:
@@ -109,22 +120,24 @@ def _cell(table: pd.DataFrame, freeze: str) -> str:
 
 
 def conclusions(freezing: pd.DataFrame) -> list[str]:
-    """Which of the paper's modality claims hold here, computed from the freezing table."""
+    """Which of the paper's modality claims hold here, per benchmark, computed from the freezing table."""
     lines = []
     for row in freezing[freezing["freeze"] != FULL].itertuples():
+        where = f"{row.backbone} on {row.benchmark}, {row.freeze}"
         if pd.isna(row.vs_full):
-            lines.append(f"{row.backbone}, {row.freeze}: no full fine-tuning run to compare with.")
+            lines.append(f"{where}: no full fine-tuning run to compare with.")
             continue
         sig = row.vs_full_ci_high < 0 or row.vs_full_ci_low > 0
         direction = "hurts" if row.vs_full < 0 else "helps"
-        lines.append(f"{row.backbone}, {row.freeze}: {direction} by {row.vs_full:+.2f} vs full fine-tuning "
+        lines.append(f"{where}: {direction} by {row.vs_full:+.2f} vs full fine-tuning "
                      f"(95% CI [{row.vs_full_ci_low:+.2f}, {row.vs_full_ci_high:+.2f}], permutation p = {row.vs_full_p:.2g}; "
                      f"{'the interval excludes 0' if sig else 'not distinguishable from 0 at this number of seeds'}).")
-    vision = freezing[freezing["freeze"] == "freeze_vision"]["vs_full"].dropna()
-    words = freezing[freezing["freeze"] == "freeze_word_embeddings"]["vs_full"].dropna()
-    if len(vision) and len(words):
-        holds = vision.mean() < words.mean()
-        lines.append(f"Paper: freezing the vision encoder costs far more than freezing the word embeddings. Here: "
-                     f"mean change {vision.mean():+.2f} (vision frozen) vs {words.mean():+.2f} (word embeddings frozen): "
-                     f"{'consistent with the paper' if holds else 'not reproduced'}.")
+    for benchmark, group in freezing.groupby("benchmark", sort=False):
+        vision = group[group["freeze"] == "freeze_vision"]["vs_full"].dropna()
+        words = group[group["freeze"] == "freeze_word_embeddings"]["vs_full"].dropna()
+        if len(vision) and len(words):
+            holds = vision.mean() < words.mean()
+            lines.append(f"Paper: freezing the vision encoder costs far more than freezing the word embeddings. Here, on "
+                         f"{benchmark}: mean change {vision.mean():+.2f} (vision frozen) vs {words.mean():+.2f} (word "
+                         f"embeddings frozen): {'consistent with the paper' if holds else 'not reproduced'}.")
     return lines
