@@ -38,18 +38,12 @@ from IPython.display import Markdown, display
 from vlm4vla.analysis import backbones as bb
 from vlm4vla.analysis import paper, plots
 from vlm4vla.analysis.baselines import above_blind, load_baselines, per_task_with_baselines
-from vlm4vla.analysis.runs import coverage, coverage_note, load_early_checkpoints, load_runs
+from vlm4vla.analysis.runs import coverage, coverage_note, load_early_checkpoints, load_finished
 from vlm4vla.analysis.zoo import load_probes
 from vlm4vla.pipeline.notebook import repo_root, write_metrics
 
 root = repo_root()
-loaded = {}
-for prefix in run_prefixes:
-    try:
-        loaded[prefix] = load_runs(root, prefix)
-    except FileNotFoundError:
-        print(f"no finished {prefix}* runs: skipped")
-episodes = pd.concat(loaded.values(), ignore_index=True)
+episodes = load_finished(root, run_prefixes)
 fixed = bb.fixed_k(episodes, execute_k or None)
 benchmarks = list(dict.fromkeys(fixed["benchmark"]))
 probes = load_probes(root)
@@ -166,7 +160,7 @@ for ax, benchmark in zip(axes.flat, benchmarks):
     plots.radar(bb.task_profile(fixed[fixed["benchmark"] == benchmark]), ax=ax)
     ax.set_title(benchmark, pad=20)
 fig.tight_layout()
-early = pd.concat([load_early_checkpoints(root, prefix) for prefix in loaded], ignore_index=True)
+early = pd.concat([load_early_checkpoints(root, prefix) for prefix in run_prefixes], ignore_index=True)
 selection = bb.selection_effect(episodes, early)
 selection.round(3)
 
