@@ -18,9 +18,12 @@
 # backbones of finding 4 and the auxiliary fine-tunes of finding 2) gets the robot probes of
 # `vlm4vla.probes`, on frames of the demonstration store, scored against simulator ground truth:
 #
-# - **embodied VQA** (zero-shot, through `generate`): pointing error in pixels (lower is better),
-#   depth order, left/right and above/below relation, gripper open/closed; each with its chance level.
-#   The zoo never saw a robot frame nor these questions, so scores near chance are expected.
+# - **embodied VQA** (zero-shot): pointing error in pixels (lower is better, answered by generation),
+#   depth order, left/right and above/below relation, gripper open/closed (two options each, answered by
+#   ranking: the option with the higher log-likelihood), each with its chance level. The zoo never saw a
+#   robot frame nor these questions, so scores near chance are expected. `generated` in the reference
+#   table is the exact-match accuracy of the free answer, which stays near 0 for a model that never
+#   learned the answer format (the reason the two-option questions are ranked).
 # - **linear probes** of the frozen vision features (the image tokens entering the language model):
 #   ridge R^2 on held-out episodes for end-effector position, object position and gripper state, next
 #   to the same probe on raw pixels and on a random-init twin of the same architecture.

@@ -183,16 +183,17 @@ def score_table(probes: pd.DataFrame) -> pd.DataFrame:
 
 
 def reference_table(probes: pd.DataFrame) -> pd.DataFrame:
-    """Each score next to what it is measured against: chance for embodied probes, raw pixels and a
-    random-init twin of the same architecture for linear probes; ``gain`` = score minus the twin's."""
+    """Each score next to what it is measured against: chance (and the free answer's accuracy,
+    ``generated``) for embodied probes, raw pixels and a random-init twin of the same architecture for
+    linear probes; ``gain`` = score minus the twin's."""
     rows = []
     for (group, name), row in probes.iterrows():
         for col in (c for c in ROBOT_PROBE_SCORES if c in probes):
-            refs = {"chance": row.get(f"{col}_chance", np.nan), "pixels": row.get(f"{col}_pixels", np.nan),
-                    "random_init": row.get(f"{col}_random_init", np.nan)}
+            refs = {"chance": row.get(f"{col}_chance", np.nan), "generated": row.get(f"{col}_generated", np.nan),
+                    "pixels": row.get(f"{col}_pixels", np.nan), "random_init": row.get(f"{col}_random_init", np.nan)}
             rows.append({"group": group, "name": name, "probe": col.removeprefix(PREFIX), "score": row[col],
                          **refs, "gain_over_random_init": row[col] - refs["random_init"]})
-    return pd.DataFrame(rows, columns=["group", "name", "probe", "score", "chance", "pixels", "random_init",
+    return pd.DataFrame(rows, columns=["group", "name", "probe", "score", "chance", "generated", "pixels", "random_init",
                                        "gain_over_random_init"])
 
 
