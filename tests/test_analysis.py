@@ -248,3 +248,10 @@ def test_coverage_lists_planned_runs_and_which_finished(tmp_path):
     (tmp_path / "artifacts/metrics/runs/bb-a-s1.json").write_text("{}")
     (tmp_path / "artifacts/metrics/runs/lb-a-s0.json").write_text("{}")
     assert "partial" not in coverage_note(coverage(tmp_path, ["bb-", "lb-"]))
+
+
+def test_a_correlation_is_established_only_when_interval_and_permutation_test_agree():
+    assert bb.how_sure(0.11, 1.0, 0.01).startswith("established")
+    assert bb.how_sure(0.11, 1.0, 0.085) == "not established: the bootstrap interval excludes 0 but the permutation p is 0.085"
+    assert bb.how_sure(-0.2, 1.0, 0.01) == "not established: the interval includes 0"
+    assert bb.how_sure(-1.0, -0.3, 0.02).startswith("established")

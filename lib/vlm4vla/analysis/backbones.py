@@ -172,6 +172,18 @@ def tied_with_best(group: pd.DataFrame) -> list[str]:
     return [f"{b} ({how})" for b, u, how in zip(group["backbone"], upper, basis) if u >= top]
 
 
+def how_sure(ci_low: float, ci_high: float, p_value: float, alpha: float = 0.05) -> str:
+    """A correlation counts as established only when its bootstrap interval excludes 0 and its permutation
+    p-value is below ``alpha``: with a handful of backbones the percentile bootstrap is narrow where the
+    permutation test (exact about the ranking) is not, so either alone would overstate."""
+    excludes = ci_low > 0 or ci_high < 0
+    if excludes and p_value < alpha:
+        return f"established (the interval excludes 0 and p < {alpha:g})"
+    if excludes:
+        return f"not established: the bootstrap interval excludes 0 but the permutation p is {p_value:.2g}"
+    return "not established: the interval includes 0"
+
+
 def conclusions(table: pd.DataFrame, gaps: pd.DataFrame, correlations: pd.DataFrame) -> list[str]:
     """Plain-language statements computed from the numbers: which of the paper's claims hold here."""
     lines = []
@@ -186,15 +198,14 @@ def conclusions(table: pd.DataFrame, gaps: pd.DataFrame, correlations: pd.DataFr
         general = corr[(corr["probe"] == "general_vqa_accuracy") & (corr["method"] == "spearman")]
         for row in general.itertuples():
             strength = "strongly positive" if row.coefficient > 0.6 else "weak or negative" if row.coefficient < 0.3 else "moderately positive"
-            sure = "the interval excludes 0" if row.ci_low > 0 or row.ci_high < 0 else "the interval includes 0, so this is not established"
+            sure = how_sure(row.ci_low, row.ci_high, row.p_value)
             lines.append(f"General VQA accuracy vs control success on {benchmark}: Spearman {row.coefficient:+.2f} "
                          f"(95% CI [{row.ci_low:+.2f}, {row.ci_high:+.2f}], permutation p = {row.p_value:.2g}, n = {row.n} backbones): "
                          f"{strength}; {sure}. The paper reads about +0.8 on CALVIN and -0.4 / -0.2 on Simpler / LIBERO.")
         best = best_predictor(corr)
         n_probes = corr["probe"].nunique()
         if best is not None:
-            sure = ("its interval excludes 0" if best["ci_low"] > 0 or best["ci_high"] < 0
-                    else "its interval includes 0, so no probe is shown to predict control")
+            sure = how_sure(best["ci_low"], best["ci_high"], best["p_value"])
             lines.append(f"Strongest predictor of control on {benchmark} among the probes: {best['probe']} (Spearman "
                          f"{best['coefficient']:+.2f}, 95% CI [{best['ci_low']:+.2f}, {best['ci_high']:+.2f}], permutation "
                          f"p = {best['p_value']:.2g}, n = {best['n']} backbones); {sure}. It was picked among {n_probes} "
