@@ -112,8 +112,9 @@ gaps.round(3)
 # %% [markdown]
 # ## General capability and embodied skill vs control
 # Per benchmark, one panel per probe: the zoo's probe score (x) against the VLA success of the
-# pretrained backbone (y), with a least-squares line. The table gives Spearman and Pearson coefficients
-# with bootstrap intervals and permutation p-values. Which probe predicts control best is the question
+# pretrained backbone (y), with a least-squares line. The bars are 95% intervals of success: over seeds
+# where a backbone has 2+, else Wilson over its pooled episodes. The table gives Spearman and Pearson
+# coefficients with bootstrap intervals and permutation p-values. Which probe predicts control best is the question
 # the paper leaves open.
 
 # %%
@@ -123,7 +124,11 @@ flat = bb.constant_probes(probes, table.loc[table["init"] == "pretrained", "back
 if flat:
     print("same score for every backbone (no correlation defined):", ", ".join(flat))
 for benchmark in benchmarks:
-    success = table[(table["init"] == "pretrained") & (table["benchmark"] == benchmark)].groupby("backbone")["success"].mean()
+    rows = table[(table["init"] == "pretrained") & (table["benchmark"] == benchmark)].set_index("backbone")
+    success = rows["success"]
+    by_seed = rows["seeds"] >= 2
+    bars = pd.DataFrame({"low": rows["seed_ci_low"].where(by_seed, rows["pooled_ci_low"]),
+                         "high": rows["seed_ci_high"].where(by_seed, rows["pooled_ci_high"])})
     columns = [c for c in probes.columns if c in set(correlations.loc[correlations["benchmark"] == benchmark, "probe"])]
     if not columns:
         print(f"{benchmark}: fewer than 3 backbones with probe scores, no correlation panel")
@@ -132,7 +137,8 @@ for benchmark in benchmarks:
     n_rows = -(-len(columns) // n_cols)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(4 * n_cols, 3.4 * n_rows), squeeze=False)
     for ax, probe in zip(axes.flat, columns):
-        plots.capability_scatter(success, probes[probe], title=f"{benchmark}: {probe.removeprefix('probe_')}", ax=ax)
+        plots.capability_scatter(success, probes[probe], title=f"{benchmark}: {probe.removeprefix('probe_')}", ax=ax,
+                                 interval=bars)
     for ax in list(axes.flat)[len(columns):]:
         ax.set_visible(False)
     fig.tight_layout()

@@ -27,10 +27,24 @@ def test_init_gap_detects_a_clear_advantage_and_no_advantage():
                                 ("m2", "pretrained"): 0.4, ("m2", "scratch"): 0.4}))
     gaps = bb.init_gap(eps).set_index("backbone")
     assert gaps.loc["m1", "gap"] == pytest.approx(0.7, abs=0.03) and gaps.loc["m1", "ci_low"] > 0.5
-    assert gaps.loc["m1", "fisher_p_pooled"] < 1e-6
+    assert gaps.loc["m1", "p_value"] < 1e-4 and gaps.loc["m1", "unit"] == "seeds (3 vs 3, Welch t)"
     assert gaps.loc["m2", "ci_low"] <= 0 <= gaps.loc["m2", "ci_high"]
     lines = bb.conclusions(bb.main_table(eps), bb.init_gap(eps), pd.DataFrame(columns=["probe", "method", "coefficient"]))
     assert any("m1" in l and ": holds" in l for l in lines) and any("m2" in l and "does not hold" in l for l in lines)
+
+
+def test_compare_success_uses_seeds_when_both_sides_have_two_and_shared_episodes_otherwise():
+    from vlm4vla.analysis.runs import compare_success
+
+    eps = _episodes({("m", "pretrained"): 0.6, ("m", "scratch"): 0.3}, ks=(4,))
+    pre, scr = eps[eps["init"] == "pretrained"], eps[eps["init"] == "scratch"]
+    seeds = compare_success(pre, scr)
+    assert seeds["unit"] == "seeds (3 vs 3, Welch t)" and seeds["change"] == pytest.approx(0.3, abs=0.01)
+    one = compare_success(pre[pre["seed"] == 1], scr)  # one seed: only the other side's seed 1 is compared
+    assert one["unit"] == "episodes, seed 1" and one["reference"] == pytest.approx(scr[scr["seed"] == 1]["success_rate"].mean())
+    assert 0 < one["ci_low"] < one["change"] < one["ci_high"] and one["p_value"] < 0.05  # 40 episodes a side
+    apart = compare_success(pre[pre["seed"] == 0], scr[scr["seed"] == 2])
+    assert apart["unit"] == "episodes, seeds 0 vs 2"
 
 
 def test_capability_correlation_recovers_a_monotone_relation():
@@ -220,10 +234,10 @@ def test_results_are_reported_per_benchmark_and_rankings_compared_across_them():
 def test_ties_use_seed_intervals_with_two_seeds_and_episode_intervals_with_one():
     many = bb.main_table(bb.fixed_k(_episodes({("m1", "pretrained"): 0.60, ("m2", "pretrained"): 0.58,
                                                ("m3", "pretrained"): 0.10})))
-    assert bb.tied_with_best(many) == ["m1 (seeds)", "m2 (seeds)"]
+    assert bb.tied_with_best(many) == ["m2 (seeds)"]  # the best itself is not listed
     one = bb.main_table(bb.fixed_k(_episodes({("m1", "pretrained"): 0.60, ("m2", "pretrained"): 0.55,
                                               ("m3", "pretrained"): 0.10}, seeds=(0,))))
-    assert bb.tied_with_best(one) == ["m1 (episodes)", "m2 (episodes)"]  # 40 episodes each: 0.55 is within reach
+    assert bb.tied_with_best(one) == ["m2 (episodes)"]  # 40 episodes each: 0.55 is within reach
 
 
 def test_a_constant_probe_is_named_and_gets_no_correlation(recwarn):

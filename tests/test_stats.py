@@ -1,6 +1,7 @@
 """Statistics on data whose answer is known."""
 
 import numpy as np
+import scipy.stats
 import pytest
 
 from vlm4vla import stats
@@ -41,6 +42,29 @@ def test_bootstrap_diff_and_permutation_agree_on_a_clear_difference():
     assert diff == pytest.approx(0.7) and lo > 0.6
     assert stats.permutation_test_means(a, b, n_perm=2000) < 0.01
     assert stats.permutation_test_means(a, a.copy(), n_perm=500) == 1.0
+
+
+def test_newcombe_interval_matches_the_published_example_and_is_not_degenerate_at_zero():
+    diff, lo, hi = stats.newcombe_diff(56, 70, 48, 80)  # Newcombe (1998), Stat. Med. 17:873, example (a), method 10
+    assert diff == pytest.approx(0.2) and (lo, hi) == pytest.approx((0.0524, 0.3339), abs=1e-4)
+    diff, lo, hi = stats.newcombe_diff(0, 20, 0, 20)  # Wald would give [0, 0]
+    assert diff == 0 and lo < -0.1 and hi > 0.1 and lo == pytest.approx(-hi)
+    with pytest.raises(ValueError, match="n1=0"):
+        stats.newcombe_diff(0, 0, 1, 2)
+
+
+def test_welch_interval_is_the_textbook_formula_and_wider_than_the_bootstrap_at_three_seeds():
+    a, b = np.array([0.30, 0.25, 0.35]), np.array([0.20, 0.18, 0.10])
+    diff, lo, hi, p = stats.welch_diff(a, b)
+    va, vb = a.var(ddof=1) / 3, b.var(ddof=1) / 3
+    df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 2)
+    half = scipy.stats.t.ppf(0.975, df) * np.sqrt(va + vb)
+    assert diff == pytest.approx(0.14) and (lo, hi) == pytest.approx((0.14 - half, 0.14 + half))
+    assert p == pytest.approx(2 * scipy.stats.t.sf(0.14 / np.sqrt(va + vb), df))
+    _, b_lo, b_hi = stats.bootstrap_diff(a, b)
+    assert hi - lo > b_hi - b_lo
+    with pytest.raises(ValueError, match="2\\+ values"):
+        stats.welch_diff([0.1], [0.2, 0.3])
 
 
 def test_fisher_test_and_mean_interval():

@@ -15,7 +15,7 @@ import pandas as pd
 from vlm4vla import stats
 
 from .backbones import how_sure
-from .runs import per_seed
+from .runs import compare_success, per_seed
 
 _AUX = re.compile(r"^(?P<base>.+)-aux-(?P<task>[a-z_]+)$")
 
@@ -31,36 +31,27 @@ def seed_success(episodes: pd.DataFrame) -> pd.DataFrame:
     return per_seed(label_aux(episodes), ["base", "aux_task"])
 
 
-def versus_base(episodes: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+def versus_base(episodes: pd.DataFrame) -> pd.DataFrame:
     """Each auxiliary fine-tune's VLA success minus its base's, with a 95% interval and a p-value.
 
-    With two or more seeds per auxiliary task the unit is the seed (bootstrap interval, permutation
-    test against every base seed). With one seed (the default profile's budget) the comparison is with
-    the base run of the same seed over the pooled evaluation episodes (normal-approximation interval,
-    Fisher exact test), and ``base_seed_sd`` says how much the base alone moves between seeds.
+    With two or more seeds a side the unit is the seed (Welch t); with one seed (the default profile's
+    budget for seeds 1-2) the comparison is with the base run of the same seed over the pooled evaluation
+    episodes (Newcombe interval, Fisher exact test), and ``base_seed_sd`` says how much the base alone
+    moves between seeds (``runs.compare_success``).
     """
     labelled = label_aux(episodes)
     points = per_seed(labelled, ["base", "aux_task"])
     rows = []
     for (base, task), group in points[points["aux_task"] != "none"].groupby(["base", "aux_task"]):
         ref_points = points[(points["base"] == base) & (points["aux_task"] == "none")]
+        if ref_points.empty:
+            continue
         x, ref = group["success_rate"].to_numpy(), ref_points["success_rate"].to_numpy()
-        if len(x) >= 2 and len(ref) >= 2:
-            diff, lo, hi = stats.bootstrap_diff(x, ref, seed=seed)
-            p, method, base_success = stats.permutation_test_means(x, ref, n_perm=2000, seed=seed), "seeds", ref.mean()
-        else:
-            same = ref_points[ref_points["seed"].isin(group["seed"])]
-            if same.empty:
-                continue
-            mine = labelled[(labelled["base"] == base) & (labelled["aux_task"] == task)]
-            theirs = labelled[(labelled["base"] == base) & (labelled["aux_task"] == "none") & labelled["seed"].isin(group["seed"])]
-            (s1, n1), (s2, n2) = ((int(t["successes"].sum()), int(t["n"].sum())) for t in (mine, theirs))
-            p1, p2 = s1 / n1, s2 / n2
-            diff, half = p1 - p2, 1.96 * np.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2)
-            lo, hi, p = diff - half, diff + half, stats.two_proportion_test(s1, n1, s2, n2)
-            method, base_success = f"episodes, seed {', '.join(map(str, sorted(group['seed'])))}", same["success_rate"].mean()
-        rows.append({"base": base, "aux_task": task, "seeds": len(x), "success": x.mean(), "base_success": base_success,
-                     "change": diff, "ci_low": lo, "ci_high": hi, "p_value": p, "unit": method,
+        diff = compare_success(labelled[(labelled["base"] == base) & (labelled["aux_task"] == task)],
+                               labelled[(labelled["base"] == base) & (labelled["aux_task"] == "none")])
+        rows.append({"base": base, "aux_task": task, "seeds": len(x), "success": x.mean(), "base_success": diff["reference"],
+                     "change": diff["change"], "ci_low": diff["ci_low"], "ci_high": diff["ci_high"],
+                     "p_value": diff["p_value"], "unit": diff["unit"],
                      "seed_sd": float(np.std(x, ddof=1)) if len(x) > 1 else float("nan"),
                      "base_seed_sd": float(np.std(ref, ddof=1)) if len(ref) > 1 else float("nan")})
     return pd.DataFrame(rows, columns=["base", "aux_task", "seeds", "success", "base_success", "change", "ci_low",

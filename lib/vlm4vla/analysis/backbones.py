@@ -1,20 +1,18 @@
 """Finding 1: does a better VLM make a better VLA? Tables and statistics over cached runs.
 
 The replication unit is the training seed: a backbone's success is the mean over its seeds of the
-mean over tasks; intervals over seeds are Student-t, pooled-episode intervals are Wilson.
+mean over tasks; intervals over seeds are Student-t, pooled-episode intervals are Wilson, and a
+difference between two conditions is tested on seeds where both have 2+ (``runs.compare_success``).
 """
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
-from scipy.stats import ConstantInputWarning
 
 from vlm4vla import stats
 
-from .runs import per_seed
+from .runs import compare_success, per_seed
 
 
 def fixed_k(episodes: pd.DataFrame, k: int | None = None) -> pd.DataFrame:
@@ -38,28 +36,20 @@ def main_table(episodes: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(["benchmark", "success"], ascending=[True, False], ignore_index=True)
 
 
-def init_gap(episodes: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
-    """Pretrained minus from-scratch success per backbone and benchmark, with bootstrap CI and tests."""
+def init_gap(episodes: pd.DataFrame) -> pd.DataFrame:
+    """Pretrained minus from-scratch success per backbone and benchmark, with an interval and a p-value on
+    the unit the runs allow (``unit``: seeds when both sides have 2+, else pooled episodes; see
+    ``runs.compare_success``)."""
     rows = []
     for (backbone, benchmark), group in episodes.groupby(["backbone", "benchmark"]):
         if set(group["init"]) < {"pretrained", "scratch"}:
             continue
-        pre, scr = (per_seed(group[group["init"] == i], ["backbone"])["success_rate"].to_numpy() for i in ("pretrained", "scratch"))
-        diff, lo, hi = stats.bootstrap_diff(pre, scr, seed=seed)
-        counts = [group[group["init"] == i][["successes", "n"]].sum() for i in ("pretrained", "scratch")]
-        rows.append({"backbone": backbone, "benchmark": benchmark, "gap": diff, "ci_low": lo, "ci_high": hi,
-                     "fisher_p_pooled": stats.two_proportion_test(int(counts[0].successes), int(counts[0].n),
-                                                                  int(counts[1].successes), int(counts[1].n)),
-                     "seeds": (len(pre), len(scr))})
-    return pd.DataFrame(rows)
-
-
-def _correlation(x: np.ndarray, y: np.ndarray, method: str, seed: int) -> stats.Correlation:
-    """``stats.correlation`` over a few backbones: bootstrap resamples that repeat one backbone have no
-    coefficient (scipy warns, ``stats`` drops them), so the warning is silenced here."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConstantInputWarning)
-        return stats.correlation(x, y, method=method, seed=seed)
+        pre, scr = (group[group["init"] == i] for i in ("pretrained", "scratch"))
+        diff = compare_success(pre, scr)
+        rows.append({"backbone": backbone, "benchmark": benchmark, "gap": diff["change"], "ci_low": diff["ci_low"],
+                     "ci_high": diff["ci_high"], "p_value": diff["p_value"], "unit": diff["unit"],
+                     "seeds": (pre["seed"].nunique(), scr["seed"].nunique())})
+    return pd.DataFrame(rows, columns=["backbone", "benchmark", "gap", "ci_low", "ci_high", "p_value", "unit", "seeds"])
 
 
 def capability_correlations(success: pd.Series, probes: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
@@ -78,7 +68,7 @@ def capability_correlations(success: pd.Series, probes: pd.DataFrame, seed: int 
         if ok.sum() < 3 or x[ok].nunique() < 2:
             continue
         for method in ("spearman", "pearson"):
-            r = _correlation(x[ok].to_numpy(), success[common][ok].to_numpy(), method, seed)
+            r = stats.correlation(x[ok].to_numpy(), success[common][ok].to_numpy(), method=method, seed=seed)
             rows.append({"probe": probe, **r.as_dict()})
     return pd.DataFrame(rows, columns=["probe", "method", "coefficient", "ci_low", "ci_high", "p_value", "n"])
 
@@ -112,7 +102,7 @@ def cross_benchmark(table: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
             if len(both) < 3:
                 continue
             for method in ("spearman", "pearson"):
-                r = _correlation(both[a].to_numpy(), both[b].to_numpy(), method, seed)
+                r = stats.correlation(both[a].to_numpy(), both[b].to_numpy(), method=method, seed=seed)
                 rows.append({"benchmarks": f"{a} vs {b}", **r.as_dict()})
     return pd.DataFrame(rows, columns=["benchmarks", "method", "coefficient", "ci_low", "ci_high", "p_value", "n"])
 
@@ -163,13 +153,13 @@ def task_profile(episodes: pd.DataFrame) -> pd.DataFrame:
 
 
 def tied_with_best(group: pd.DataFrame) -> list[str]:
-    """Backbones of one benchmark's ``main_table`` rows (best first) whose upper interval bound reaches the
-    best mean: the seed t-interval where a backbone has 2+ seeds, else the pooled Wilson interval, each
+    """Backbones of one benchmark's ``main_table`` rows (best first, the best itself left out) whose upper
+    interval bound reaches the best mean: the seed t-interval where a backbone has 2+ seeds, else the pooled Wilson interval, each
     name marked with the interval used ("seeds" / "episodes")."""
     top = group.iloc[0]["success"]
     upper = group["seed_ci_high"].where(group["seeds"] >= 2, group["pooled_ci_high"])
     basis = np.where(group["seeds"] >= 2, "seeds", "episodes")
-    return [f"{b} ({how})" for b, u, how in zip(group["backbone"], upper, basis) if u >= top]
+    return [f"{b} ({how})" for i, (b, u, how) in enumerate(zip(group["backbone"], upper, basis)) if i > 0 and u >= top]
 
 
 def how_sure(ci_low: float, ci_high: float, p_value: float, alpha: float = 0.05) -> str:
@@ -190,8 +180,10 @@ def conclusions(table: pd.DataFrame, gaps: pd.DataFrame, correlations: pd.DataFr
     for row in gaps.itertuples():
         verdict = ("holds" if row.ci_low > 0 else "does not hold (interval includes 0)" if row.ci_high > 0
                    else "is reversed")
+        if row.unit.startswith("episodes"):
+            verdict += " on these evaluation episodes (one seed: how much re-training moves it is not in the interval)"
         lines.append(f"VLM initialisation beats from-scratch for {row.backbone} on {row.benchmark}: {verdict} "
-                     f"(gap {row.gap:+.2f}, 95% CI [{row.ci_low:+.2f}, {row.ci_high:+.2f}], pooled Fisher p = {row.fisher_p_pooled:.2g}).")
+                     f"(gap {row.gap:+.2f}, 95% CI [{row.ci_low:+.2f}, {row.ci_high:+.2f}], p = {row.p_value:.2g}; unit: {row.unit}).")
     if "benchmark" not in correlations.columns:
         correlations = correlations.assign(benchmark="the benchmark")
     for benchmark, corr in correlations.groupby("benchmark", sort=False):
@@ -214,5 +206,5 @@ def conclusions(table: pd.DataFrame, gaps: pd.DataFrame, correlations: pd.DataFr
     for benchmark, group in pretrained.groupby("benchmark"):
         top = group.iloc[0]
         lines.append(f"On {benchmark} the best backbone is {top['backbone']} ({top['success']:.2f}); "
-                     f"statistically tied with it: {', '.join(tied_with_best(group))}.")
+                     f"statistically tied with it: {', '.join(tied_with_best(group)) or 'none'}.")
     return lines

@@ -20,12 +20,21 @@ def success_bars(table: pd.DataFrame, ax: plt.Axes | None = None) -> plt.Axes:
     return ax
 
 
-def capability_scatter(success: pd.Series, probe: pd.Series, title: str, ax: plt.Axes | None = None) -> plt.Axes:
-    """One panel: probe score (x) vs VLA success (y) per backbone, with a least-squares line."""
+def capability_scatter(success: pd.Series, probe: pd.Series, title: str, ax: plt.Axes | None = None,
+                       interval: pd.DataFrame | None = None) -> plt.Axes:
+    """One panel: probe score (x) vs VLA success (y) per backbone, with a least-squares line.
+
+    ``interval``: optional ``low`` / ``high`` success bounds per backbone, drawn as vertical bars.
+    """
     ax = ax or plt.subplots(figsize=(4, 3.5))[1]
     common = success.index.intersection(probe.dropna().index)
     x, y = probe[common].astype(float), success[common].astype(float)
-    sns.regplot(x=x.to_numpy(), y=y.to_numpy(), ax=ax, ci=None, scatter_kws={"s": 40}, line_kws={"color": "#c33"})
+    if interval is not None:
+        bounds = interval.reindex(common)
+        ax.errorbar(x, y, yerr=np.vstack([y - bounds["low"], bounds["high"] - y]), fmt="none", ecolor="#999",
+                    elinewidth=1, capsize=2, zorder=1)
+    sns.regplot(x=x.to_numpy(), y=y.to_numpy(), ax=ax, ci=None, scatter_kws={"s": 40, "zorder": 2},
+                line_kws={"color": "#c33"})
     for name in common:
         ax.annotate(name, (x[name], y[name]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set(xlabel=probe.name, ylabel="VLA success", title=title)

@@ -15,6 +15,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from vlm4vla import stats
+
 EPISODE_COLUMNS = ["run", "backbone", "init", "freeze", "seed", "benchmark", "k", "task", "successes", "n", "success_rate"]
 
 
@@ -90,6 +92,35 @@ def load_finished(root: Path, prefixes: list[str] | tuple[str, ...]) -> pd.DataF
 def per_seed(episodes: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """Mean success over tasks for each seed of each group (the unit of replication is the seed)."""
     return episodes.groupby([*by, "seed"], as_index=False)["success_rate"].mean()
+
+
+def compare_success(mine: pd.DataFrame, theirs: pd.DataFrame) -> dict[str, Any]:
+    """Success of one condition's episode rows ``mine`` minus another's ``theirs``, with a 95% interval
+    and a two-sided p-value, on the unit the runs allow (``unit`` names it):
+
+    - 2+ seeds a side: the seed (mean over tasks per seed), Welch t-interval and t-test;
+    - otherwise the evaluation episode, pooled over the seeds both sides have (all seeds when they share
+      none): Newcombe interval and Fisher exact test. This is narrower than a seed interval would be,
+      since it leaves out how much a re-trained seed moves.
+
+    Returns ``change``, ``ci_low``, ``ci_high``, ``p_value``, ``unit``, ``success`` and ``reference``
+    (each side's success on the unit compared).
+    """
+    a, b = (per_seed(x.assign(_all=0), ["_all"]).set_index("seed")["success_rate"] for x in (mine, theirs))
+    if len(a) >= 2 and len(b) >= 2 and (a.var() > 0 or b.var() > 0):
+        change, lo, hi, p = stats.welch_diff(a.to_numpy(), b.to_numpy())
+        return {"change": change, "ci_low": lo, "ci_high": hi, "p_value": p, "unit": f"seeds ({len(a)} vs {len(b)}, Welch t)",
+                "success": float(a.mean()), "reference": float(b.mean())}
+    shared = sorted(set(a.index) & set(b.index))
+    if shared:
+        mine, theirs = mine[mine["seed"].isin(shared)], theirs[theirs["seed"].isin(shared)]
+        unit = f"episodes, seed {', '.join(map(str, shared))}"
+    else:
+        unit = f"episodes, seeds {', '.join(map(str, a.index))} vs {', '.join(map(str, b.index))}"
+    (s1, n1), (s2, n2) = ((int(x["successes"].sum()), int(x["n"].sum())) for x in (mine, theirs))
+    change, lo, hi = stats.newcombe_diff(s1, n1, s2, n2)
+    return {"change": change, "ci_low": lo, "ci_high": hi, "p_value": stats.two_proportion_test(s1, n1, s2, n2),
+            "unit": unit, "success": s1 / n1, "reference": s2 / n2}
 
 
 def coverage(root: Path, prefixes: list[str] | tuple[str, ...]) -> pd.DataFrame:

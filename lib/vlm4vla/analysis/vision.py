@@ -14,14 +14,14 @@ import pandas as pd
 
 from vlm4vla import stats
 
-from .runs import per_seed
+from .runs import compare_success, per_seed
 
 FULL = "full"
 STAGE1_LABELS = {"none": "stage 1, vision trained", "freeze_vision": "stage 1, vision frozen"}
 STAGE2_LABELS = {FULL: "stage 2 vision trained", "freeze_vision": "stage 2 vision frozen"}
 
 
-def condition_success(episodes: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+def condition_success(episodes: pd.DataFrame) -> pd.DataFrame:
     """Mean success per (backbone, freeze) over seeds with a t-interval and the pooled Wilson interval."""
     rows = []
     for (backbone, freeze), group in episodes.groupby(["backbone", "freeze"]):
@@ -35,14 +35,15 @@ def condition_success(episodes: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
                                        "pooled_ci_high", "seeds", "seed_values"])
 
 
-def freezing_table(episodes: pd.DataFrame, trainable: pd.DataFrame | None = None, seed: int = 0) -> pd.DataFrame:
+def freezing_table(episodes: pd.DataFrame, trainable: pd.DataFrame | None = None) -> pd.DataFrame:
     """The paper's freezing table per benchmark: success per backbone x condition, and the difference
     to full fine-tuning of the same backbone on the same benchmark.
 
-    Differences carry a bootstrap CI over seed means and a permutation p-value. ``trainable``: parameter
+    Differences carry a 95% interval and a p-value on the unit ``vs_full_unit`` names (seeds when both
+    sides have 2+, else pooled episodes: ``runs.compare_success``). ``trainable``: parameter
     counts per (backbone, freeze), or per (benchmark, backbone, freeze) when it has a benchmark column.
     """
-    frames = [_freezing_on_one_benchmark(group, seed).assign(benchmark=benchmark)
+    frames = [_freezing_on_one_benchmark(group).assign(benchmark=benchmark)
               for benchmark, group in episodes.groupby("benchmark", sort=False)]
     table = pd.concat(frames, ignore_index=True) if frames else condition_success(episodes).assign(benchmark=[])
     if trainable is not None:
@@ -52,18 +53,18 @@ def freezing_table(episodes: pd.DataFrame, trainable: pd.DataFrame | None = None
     return table[first + [c for c in table.columns if c not in first]].sort_values(first, ignore_index=True)
 
 
-def _freezing_on_one_benchmark(episodes: pd.DataFrame, seed: int) -> pd.DataFrame:
+def _freezing_on_one_benchmark(episodes: pd.DataFrame) -> pd.DataFrame:
     table = condition_success(episodes)
     diffs = []
     for row in table.itertuples():
         full = episodes[(episodes["backbone"] == row.backbone) & (episodes["freeze"] == FULL)]
         this = episodes[(episodes["backbone"] == row.backbone) & (episodes["freeze"] == row.freeze)]
         if row.freeze == FULL or full.empty:
-            diffs.append((0.0, 0.0, 0.0, 1.0) if row.freeze == FULL else (float("nan"),) * 4)
+            diffs.append((0.0, 0.0, 0.0, 1.0, "") if row.freeze == FULL else (*(float("nan"),) * 4, ""))
             continue
-        a, b = (per_seed(x, ["backbone"])["success_rate"].to_numpy() for x in (this, full))
-        diffs.append((*stats.bootstrap_diff(a, b, seed=seed), stats.permutation_test_means(a, b, n_perm=2000, seed=seed)))
-    table[["vs_full", "vs_full_ci_low", "vs_full_ci_high", "vs_full_p"]] = diffs
+        diff = compare_success(this, full)
+        diffs.append((diff["change"], diff["ci_low"], diff["ci_high"], diff["p_value"], diff["unit"]))
+    table[["vs_full", "vs_full_ci_low", "vs_full_ci_high", "vs_full_p", "vs_full_unit"]] = pd.DataFrame(diffs, index=table.index)
     return table
 
 
@@ -130,7 +131,7 @@ def conclusions(freezing: pd.DataFrame) -> list[str]:
         sig = row.vs_full_ci_high < 0 or row.vs_full_ci_low > 0
         direction = "hurts" if row.vs_full < 0 else "helps"
         lines.append(f"{where}: {direction} by {row.vs_full:+.2f} vs full fine-tuning "
-                     f"(95% CI [{row.vs_full_ci_low:+.2f}, {row.vs_full_ci_high:+.2f}], permutation p = {row.vs_full_p:.2g}; "
+                     f"(95% CI [{row.vs_full_ci_low:+.2f}, {row.vs_full_ci_high:+.2f}], p = {row.vs_full_p:.2g}, {row.vs_full_unit}; "
                      f"{'the interval excludes 0' if sig else 'not distinguishable from 0 at this number of seeds'}).")
     for benchmark, group in freezing.groupby("benchmark", sort=False):
         vision = group[group["freeze"] == "freeze_vision"]["vs_full"].dropna()
