@@ -36,14 +36,6 @@ def test_shuffled_data_gives_a_p_value_that_is_not_small():
     assert result.ci_low < 0 < result.ci_high
 
 
-def test_bootstrap_diff_and_permutation_agree_on_a_clear_difference():
-    a, b = np.full(8, 0.9) + np.linspace(0, 0.05, 8), np.full(8, 0.2) + np.linspace(0, 0.05, 8)
-    diff, lo, hi = stats.bootstrap_diff(a, b)
-    assert diff == pytest.approx(0.7) and lo > 0.6
-    assert stats.permutation_test_means(a, b, n_perm=2000) < 0.01
-    assert stats.permutation_test_means(a, a.copy(), n_perm=500) == 1.0
-
-
 def test_newcombe_interval_matches_the_published_example_and_is_not_degenerate_at_zero():
     diff, lo, hi = stats.newcombe_diff(56, 70, 48, 80)  # Newcombe (1998), Stat. Med. 17:873, example (a), method 10
     assert diff == pytest.approx(0.2) and (lo, hi) == pytest.approx((0.0524, 0.3339), abs=1e-4)
@@ -53,7 +45,7 @@ def test_newcombe_interval_matches_the_published_example_and_is_not_degenerate_a
         stats.newcombe_diff(0, 0, 1, 2)
 
 
-def test_welch_interval_is_the_textbook_formula_and_wider_than_the_bootstrap_at_three_seeds():
+def test_welch_interval_is_the_textbook_formula():
     a, b = np.array([0.30, 0.25, 0.35]), np.array([0.20, 0.18, 0.10])
     diff, lo, hi, p = stats.welch_diff(a, b)
     va, vb = a.var(ddof=1) / 3, b.var(ddof=1) / 3
@@ -61,8 +53,6 @@ def test_welch_interval_is_the_textbook_formula_and_wider_than_the_bootstrap_at_
     half = scipy.stats.t.ppf(0.975, df) * np.sqrt(va + vb)
     assert diff == pytest.approx(0.14) and (lo, hi) == pytest.approx((0.14 - half, 0.14 + half))
     assert p == pytest.approx(2 * scipy.stats.t.sf(0.14 / np.sqrt(va + vb), df))
-    _, b_lo, b_hi = stats.bootstrap_diff(a, b)
-    assert hi - lo > b_hi - b_lo
     with pytest.raises(ValueError, match="2\\+ values"):
         stats.welch_diff([0.1], [0.2, 0.3])
 

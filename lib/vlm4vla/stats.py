@@ -103,17 +103,6 @@ def permutation_p_value(
     return float((1 + np.sum(null >= observed - 1e-12)) / (n_perm + 1))
 
 
-def bootstrap_diff(
-    a: ArrayLike, b: ArrayLike, n_boot: int = 5000, confidence: float = 0.95, seed: int = 0
-) -> tuple[float, float, float]:
-    """Difference of means ``mean(a) - mean(b)`` of two independent samples with a bootstrap CI."""
-    x, y = _finite(a, "a"), _finite(b, "b")
-    rng = np.random.default_rng(seed)
-    diffs = rng.choice(x, (n_boot, len(x))).mean(1) - rng.choice(y, (n_boot, len(y))).mean(1)
-    lo, hi = np.quantile(diffs, [(1 - confidence) / 2, (1 + confidence) / 2])
-    return float(x.mean() - y.mean()), float(lo), float(hi)
-
-
 def newcombe_diff(s1: int, n1: int, s2: int, n2: int, confidence: float = 0.95) -> tuple[float, float, float]:
     """Difference of two independent proportions ``s1/n1 - s2/n2`` with Newcombe's hybrid score interval
     (method 10 of Newcombe 1998): built from the two Wilson intervals, so it stays inside [-1, 1] and is
@@ -150,19 +139,6 @@ def welch_diff(a: ArrayLike, b: ArrayLike, confidence: float = 0.95) -> tuple[fl
 def two_proportion_test(s1: int, n1: int, s2: int, n2: int) -> float:
     """Two-sided Fisher exact p-value that two success proportions differ."""
     return float(_sps.fisher_exact([[s1, n1 - s1], [s2, n2 - s2]]).pvalue)
-
-
-def permutation_test_means(a: ArrayLike, b: ArrayLike, n_perm: int = 10000, seed: int = 0) -> float:
-    """Two-sided permutation p-value that two independent samples have the same mean."""
-    x, y = _finite(a, "a"), _finite(b, "b")
-    pooled = np.concatenate([x, y])
-    observed = abs(x.mean() - y.mean())
-    rng = np.random.default_rng(seed)
-    count = 0
-    for _ in range(n_perm):
-        perm = rng.permutation(pooled)
-        count += abs(perm[: len(x)].mean() - perm[len(x) :].mean()) >= observed - 1e-12
-    return float((1 + count) / (n_perm + 1))
 
 
 def _finite(values: ArrayLike, name: str) -> np.ndarray:
