@@ -6,6 +6,7 @@ a second `dvc repro` does nothing, and a changed parameter re-runs only the stag
 """
 
 import html.parser
+import json
 import os
 import re
 import shutil
@@ -102,6 +103,33 @@ def test_second_repro_does_nothing(smoke):
     result = _sh(["dvc", "repro"], smoke, timeout=300)
     assert result.returncode == 0
     assert "Running stage" not in result.stdout, result.stdout
+
+
+FINDINGS = {"backbones": "03-backbones", "auxiliary_tasks": "05-auxiliary-tasks", "vision_bottleneck": "07-vision-bottleneck"}
+
+
+def _analysis_outputs(root: Path, notebook: str) -> tuple[dict, list[str]]:
+    """A finding's headline metrics (less its wall time) and every text, table and markdown output."""
+    metrics = json.loads((root / f"artifacts/metrics/{notebook}.json").read_text())
+    metrics.pop("wall_time_s", None)
+    nb = nbformat.read(root / f"artifacts/notebooks/{notebook}.ipynb", as_version=4)
+    texts = ["".join(o.get("text", "")) + "".join(o.get("data", {}).get(kind, ""))
+             for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])
+             for kind in ("text/plain", "text/markdown", "text/html")]
+    return metrics, texts
+
+
+def test_rerunning_the_finding_notebooks_from_cached_runs_changes_nothing(smoke):
+    before = {stage: _analysis_outputs(smoke, nb) for stage, nb in FINDINGS.items()}
+    for stage in FINDINGS:
+        result = _sh(["dvc", "repro", "--force", "--single-item", stage], smoke, timeout=600)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "Running stage" in result.stdout  # forced: the notebook really ran again
+    after = {stage: _analysis_outputs(smoke, nb) for stage, nb in FINDINGS.items()}
+    for stage in FINDINGS:
+        assert after[stage][0] == before[stage][0], f"{stage}: metrics changed on re-run"
+        changed = [i for i, (a, b) in enumerate(zip(before[stage][1], after[stage][1])) if a != b]
+        assert len(after[stage][1]) == len(before[stage][1]) and not changed, f"{stage}: outputs {changed} changed on re-run"
 
 
 def test_changing_one_parameter_reruns_only_dependent_stages(smoke):
