@@ -231,6 +231,11 @@ def test_results_are_reported_per_benchmark_and_rankings_compared_across_them():
     assert any("on libero" in line for line in lines) and any("on metaworld" in line for line in lines)
 
 
+def test_conclusions_say_which_correlation_the_number_of_backbones_can_detect():
+    assert bb.detectable(7) == "With n = 7 backbones only |Spearman| >= 0.79 can reach p < 0.05."
+    assert "no Spearman coefficient can reach" in bb.detectable(4, "fine-tunes")
+
+
 def test_ties_use_seed_intervals_with_two_seeds_and_episode_intervals_with_one():
     many = bb.main_table(bb.fixed_k(_episodes({("m1", "pretrained"): 0.60, ("m2", "pretrained"): 0.58,
                                                ("m3", "pretrained"): 0.10})))

@@ -36,6 +36,16 @@ def test_shuffled_data_gives_a_p_value_that_is_not_small():
     assert result.ci_low < 0 < result.ci_high
 
 
+def test_critical_spearman_matches_the_published_table():
+    # two-sided alpha = 0.05 critical values of Spearman's rho (Zar 1972, JASA 67:578, table 1)
+    for n, rho in {5: 1.0, 6: 0.886, 7: 0.786, 8: 0.738, 9: 0.700}.items():
+        assert stats.critical_spearman(n) == pytest.approx(rho, abs=1e-3), n
+    assert stats.critical_spearman(10) == pytest.approx(0.648, abs=0.02)  # Monte Carlo above 9
+    assert np.isnan(stats.critical_spearman(4))  # 4 backbones can never reach p <= 0.05
+    with pytest.raises(ValueError, match="n=2"):
+        stats.critical_spearman(2)
+
+
 def test_newcombe_interval_matches_the_published_example_and_is_not_degenerate_at_zero():
     diff, lo, hi = stats.newcombe_diff(56, 70, 48, 80)  # Newcombe (1998), Stat. Med. 17:873, example (a), method 10
     assert diff == pytest.approx(0.2) and (lo, hi) == pytest.approx((0.0524, 0.3339), abs=1e-4)

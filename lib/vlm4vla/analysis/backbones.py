@@ -174,6 +174,14 @@ def how_sure(ci_low: float, ci_high: float, p_value: float, alpha: float = 0.05)
     return "not established: the interval includes 0"
 
 
+def detectable(n: int, unit: str = "backbones", alpha: float = 0.05) -> str:
+    """What ``n`` points can show at all: the smallest |Spearman| that reaches p < ``alpha``."""
+    critical = stats.critical_spearman(n, alpha) if n >= 3 else float("nan")
+    if np.isnan(critical):
+        return f"With n = {n} {unit} no Spearman coefficient can reach p < {alpha:g}."
+    return f"With n = {n} {unit} only |Spearman| >= {critical:.2f} can reach p < {alpha:g}."
+
+
 def conclusions(table: pd.DataFrame, gaps: pd.DataFrame, correlations: pd.DataFrame) -> list[str]:
     """Plain-language statements computed from the numbers: which of the paper's claims hold here."""
     lines = []
@@ -193,7 +201,8 @@ def conclusions(table: pd.DataFrame, gaps: pd.DataFrame, correlations: pd.DataFr
             sure = how_sure(row.ci_low, row.ci_high, row.p_value)
             lines.append(f"General VQA accuracy vs control success on {benchmark}: Spearman {row.coefficient:+.2f} "
                          f"(95% CI [{row.ci_low:+.2f}, {row.ci_high:+.2f}], permutation p = {row.p_value:.2g}, n = {row.n} backbones): "
-                         f"{strength}; {sure}. The paper reads about +0.8 on CALVIN and -0.4 / -0.2 on Simpler / LIBERO.")
+                         f"{strength}; {sure}. {detectable(row.n)} The paper reads about +0.8 on CALVIN and -0.4 / -0.2 "
+                         f"on Simpler / LIBERO.")
         best = best_predictor(corr)
         n_probes = corr["probe"].nunique()
         if best is not None:
