@@ -18,9 +18,11 @@
 # general VQA capability is a poor predictor of VLA performance (strongly positive on CALVIN, weak or
 # negative on Simpler and LIBERO); a small model can tie for best.
 #
-# Statistics: the replication unit is the training seed (t-intervals over seed means); pooled
-# episode counts give Wilson intervals and Fisher tests; correlations over backbones carry percentile
-# bootstrap intervals and permutation p-values. Everything below is computed from cached runs: re-running
+# Statistics: the replication unit is the training seed (t-intervals over seed means; differences by
+# Welch t once both sides have 2+ seeds); pooled episode counts give Wilson intervals, and with one seed
+# differences use Newcombe intervals and Fisher tests; correlations over backbones carry percentile
+# bootstrap intervals and permutation p-values, with the smallest coefficient the number of backbones
+# can detect. Everything below is computed from cached runs: re-running
 # this notebook changes nothing.
 
 # %% tags=["parameters"]

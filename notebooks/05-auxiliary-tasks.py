@@ -18,8 +18,9 @@
 # most hurt slightly, with more variance; spatial understanding (Vica-332k) is the least harmful.
 #
 # Statistics: the replication unit is the training seed; each auxiliary task's change vs the base has a
-# bootstrap interval over seed means and a two-sided permutation p-value; skill gained (the auxiliary
-# probe after minus before) vs control gained is a Spearman correlation with bootstrap CI.
+# Welch t-interval over seed means and its two-sided p-value (one seed: over the shared seed's
+# episodes, see below); skill gained (the auxiliary probe after minus before) vs control gained is a
+# Spearman correlation with bootstrap CI and permutation p-value.
 
 # %% tags=["parameters"]
 bases = ["qwen-s-long", "idefics3-s-long"]
@@ -64,9 +65,10 @@ fig.tight_layout()
 
 # %% [markdown]
 # Change against the base. With two or more seeds per auxiliary task (the default profile runs seed 1
-# of the auxiliary runs last) the unit is the seed: bootstrap interval and permutation test against the
-# base's seeds. With one seed the comparison is with the base run of the same seed over its 200
-# evaluation episodes (`unit` says which); the base's own seed-to-seed SD (`base_seed_sd`, 3 seeds) says
+# of the auxiliary runs last) the unit is the seed: Welch t-interval and t-test against the base's
+# seeds (with 2-3 seeds a side a permutation test cannot reach p < 0.1). With one seed the comparison is
+# with the base run of the same seed over its 200 evaluation episodes, Newcombe interval and Fisher
+# exact test (`unit` says which); the base's own seed-to-seed SD (`base_seed_sd`, 3 seeds) says
 # how large a change seed noise alone makes.
 
 # %%

@@ -64,6 +64,9 @@ display(Markdown(coverage_note(coverage(root, ["fz-", "cs-"]))))
 
 # %% [markdown]
 # ## Freezing ablations (ours), with trainable parameter counts
+# `vs_full`: each condition's success minus full fine-tuning of the same backbone on the same benchmark,
+# with a 95% interval and a p-value on the unit `vs_full_unit` names: Welch t over seed means once both
+# sides have 2+ seeds, else Newcombe interval and Fisher exact test over the shared seed's episodes.
 
 # %%
 counts = vis.trainable_counts(root, sorted(episodes["run"].unique()))
