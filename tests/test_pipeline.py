@@ -209,3 +209,32 @@ def test_every_parameter_line_is_understood(notebook):
     assert set(notebook_parameters(path)) == set(assigned), f"{notebook}: parameters the runner cannot read"
     literal = {n for n in assigned if n not in ("out_dir", "metrics_path")}
     assert literal <= set(notebook_defaults(path)) | {"out_dir", "metrics_path"}, notebook
+
+
+def test_progress_counts_finished_runs_and_estimates_from_measured_ones(tmp_path):
+    from vlm4vla.pipeline.progress import progress_report, run_progress
+
+    runs = {"bb-a-s0": {"run": {"seed": 0}, "suite": {"preset": "mt10-vision"}},
+            "bb-a-s1": {"run": {"seed": 1}, "suite": {"preset": "mt10-vision"}},
+            "fz-a-s0": {"run": {"seed": 0}, "suite": {"preset": "mt10-vision"}},
+            "bb-a-s2": {"run": {"seed": 2}, "suite": {"preset": "mt10-vision"}},
+            "lb-a-s0": {"run": {"seed": 0}, "suite": {"benchmark": "libero"}}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"runs": runs}))
+    metrics = tmp_path / "artifacts/metrics/runs"
+    metrics.mkdir(parents=True)
+    for name, wall in (("bb-a-s0", 600.0), ("fz-a-s0", 1800.0)):
+        (metrics / f"{name}.json").write_text(json.dumps({"wall_time_s": wall}))
+    states = run_progress(tmp_path)
+    assert [s.name for s in states if s.done] == ["bb-a-s0", "fz-a-s0"]
+    lines = progress_report(states, jobs=2)
+    assert lines[0] == "2 of 5 planned runs finished"
+    assert any(l.split() == ["bb-*", "metaworld", "1/3", "(seed", "0:", "1/1,", "seed", "1:", "0/1,", "seed", "2:", "0/1)"]
+               for l in lines), lines
+    # two Meta-World runs to go at the median of 600 s and 1800 s (20 min): 40 min of stage time, 20 min with 2 jobs
+    assert "metaworld: 2 runs to go at a median 20 min each (measured over 2 finished runs)" in lines[-2]
+    assert lines[-1].startswith("estimated remaining: 0.7 h of stage time, about 0.3 h with 2 stages at once")
+    assert "1 libero runs (none finished yet" in lines[-1]
+    with pytest.raises(ValueError, match="jobs must be >= 1, got 0"):
+        progress_report(states, jobs=0)
+    with pytest.raises(FileNotFoundError, match="vlm4vla profile"):
+        run_progress(tmp_path / "nowhere")

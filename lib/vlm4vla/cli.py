@@ -1,4 +1,4 @@
-"""Command line at the edge of the library: ``vlm4vla {profile,run,index,repro}``.
+"""Command line at the edge of the library: ``vlm4vla {profile,run,index,repro,progress}``.
 
 Parsing happens here only; every command calls one library function.
 """
@@ -60,6 +60,13 @@ def _repro(args: argparse.Namespace) -> int:
     return subprocess.call(cmd, cwd=root, env=None)
 
 
+def _progress(args: argparse.Namespace) -> int:
+    from .pipeline.progress import progress_report, run_progress
+
+    print("\n".join(progress_report(run_progress(repo_root()), args.jobs)))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vlm4vla", description=__doc__)
     sub = p.add_subparsers(required=True)
@@ -79,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="stages at once (independent stages in separate `dvc repro --single-item`); 1: plain dvc repro")
     s.add_argument("dvc_args", nargs="*", help="passed to dvc repro")
     s.set_defaults(func=_repro)
+    s = sub.add_parser("progress", help="how many of params.yaml's policy runs have finished, and the time left")
+    s.add_argument("--jobs", type=int, default=2, help="stages at once, for the time estimate")
+    s.set_defaults(func=_progress)
     return p
 
 

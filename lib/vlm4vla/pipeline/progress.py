@@ -1,0 +1,88 @@
+"""How far the active profile's policy runs are, and how long the rest should take.
+
+The default profile's 114 runs take days on 2 cores, so a reproduction runs over several sittings.
+``run_progress`` reads what the profile plans (``runs`` in params.yaml) and what has finished (each
+run's metrics file, written last by its stage), with the measured wall time of each finished run;
+``progress_report`` turns that into the lines ``vlm4vla progress`` prints: finished / planned per run
+family and benchmark, and the remaining time estimated from the median measured run of the same
+benchmark (none is guessed for a benchmark with no finished run). Wall times are measured as the
+runs ran (two at a time under ``make repro``); a resumed run's time counts its last sitting only.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+
+@dataclass(frozen=True)
+class RunState:
+    """One planned run: its family (``bb``, ``fz``, ...), benchmark, seed, and wall time once finished."""
+
+    name: str
+    family: str
+    benchmark: str
+    seed: int
+    wall_time_s: float | None  # None: not finished
+
+    @property
+    def done(self) -> bool:
+        return self.wall_time_s is not None
+
+
+def run_progress(root: Path) -> list[RunState]:
+    """Every run of params.yaml in its planned order, finished or not."""
+    params_file = Path(root) / "params.yaml"
+    if not params_file.is_file():
+        raise FileNotFoundError(f"{params_file} is missing: write it with `vlm4vla profile <name>`")
+    runs = (yaml.safe_load(params_file.read_text()) or {}).get("runs") or {}
+    states = []
+    for name, cfg in runs.items():
+        metrics = Path(root) / "artifacts/metrics/runs" / f"{name}.json"
+        wall = json.loads(metrics.read_text()).get("wall_time_s", float("nan")) if metrics.is_file() else None
+        states.append(RunState(name=name, family=name.split("-", 1)[0],
+                               benchmark=(cfg.get("suite") or {}).get("benchmark", "metaworld"),
+                               seed=int((cfg.get("run") or {}).get("seed", 0)), wall_time_s=wall))
+    return states
+
+
+def progress_report(states: list[RunState], jobs: int = 2) -> list[str]:
+    """Lines for the terminal: totals, one line per (family, benchmark), then the time estimate."""
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    if not states:
+        return ["params.yaml plans no policy runs."]
+    lines = [f"{sum(s.done for s in states)} of {len(states)} planned runs finished"]
+    groups: dict[tuple[str, str], list[RunState]] = {}
+    for s in states:
+        groups.setdefault((s.family, s.benchmark), []).append(s)
+    for (family, benchmark), group in groups.items():
+        seeds = sorted({s.seed for s in group})
+        by_seed = ", ".join(f"seed {seed}: {sum(s.done for s in group if s.seed == seed)}/"
+                            f"{sum(s.seed == seed for s in group)}" for seed in seeds)
+        lines.append(f"  {family + '-*':<5} {benchmark:<10} {sum(s.done for s in group):>3}/{len(group):<3} ({by_seed})")
+    remaining_s, unknown = 0.0, []
+    for benchmark in dict.fromkeys(s.benchmark for s in states):
+        mine = [s for s in states if s.benchmark == benchmark]
+        measured = [s.wall_time_s for s in mine if s.done and s.wall_time_s == s.wall_time_s]
+        todo = sum(not s.done for s in mine)
+        if not todo:
+            continue
+        if not measured:
+            unknown.append(f"{todo} {benchmark} runs (none finished yet, no measured time)")
+            continue
+        median = statistics.median(measured)
+        remaining_s += todo * median
+        lines.append(f"  {benchmark}: {todo} runs to go at a median {median / 60:.0f} min each "
+                     f"(measured over {len(measured)} finished runs)")
+    if remaining_s:
+        lines.append(f"estimated remaining: {remaining_s / 3600:.1f} h of stage time, about "
+                     f"{remaining_s / 3600 / jobs:.1f} h with {jobs} stages at once"
+                     + (f", plus {'; '.join(unknown)}" if unknown else ""))
+    elif unknown:
+        lines.append(f"remaining: {'; '.join(unknown)}")
+    return lines
