@@ -120,17 +120,13 @@ def libero_rates() -> None:
     """LIBERO (Benchmark 2): render-only and step+render of one LiberoTaskEnv, and the harness with a null policy."""
     import json
     import subprocess
-    from pathlib import Path
 
     from vlm4vla.envs.libero_demos import _recorder_env
     from vlm4vla.envs.libero_eval import LiberoEvalConfig, LiberoNullPolicy, LiberoSuite, evaluate_libero, resolve_python
 
     python = resolve_python(".venv-libero/bin/python")
-    probe = ("import importlib.util, json, sys; s = importlib.util.spec_from_file_location('L', sys.argv[1]); "
-             "L = sys.modules['L'] = importlib.util.module_from_spec(s); s.loader.exec_module(L); "
-             "print(json.dumps(L.measure_step_rate(n_steps=100)))")
-    libero_py = Path(__file__).resolve().parents[1] / "lib/vlm4vla/envs/libero.py"
-    out = subprocess.run([str(python), "-c", probe, str(libero_py)], capture_output=True, text=True, env=_recorder_env())
+    probe = "import json; from vlm4vla.envs.libero_expert import measure_step_rate; print(json.dumps(measure_step_rate(n_steps=100)))"
+    out = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, env=_recorder_env())  # lib/ on its path
     one = json.loads(out.stdout.strip().splitlines()[-1])
     result = evaluate_libero(LiberoNullPolicy(), LiberoSuite(tasks=(0, 1, 2, 3), max_episode_steps=60),
                              LiberoEvalConfig(episodes_per_task=1))

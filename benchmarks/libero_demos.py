@@ -15,7 +15,8 @@ from pathlib import Path
 import yaml
 
 from vlm4vla.data.demos import DemoStore
-from vlm4vla.envs.libero_demos import LiberoDemoConfig, generate_libero_demonstrations, store_summary
+from vlm4vla.envs.libero_datasheet import store_summary
+from vlm4vla.envs.libero_demos import LiberoDemoConfig, generate_libero_demonstrations
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,6 @@ Runs in the LIBERO environment only (see lib/vlm4vla/envs/LIBERO.md):
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -17,20 +16,10 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))  # vlm4vla is not installed in .venv-libero
 
-
-def load_libero_module():
-    """``vlm4vla.envs.libero``; loaded from its file where ``vlm4vla.envs`` cannot import (no Meta-World here)."""
-    try:
-        from vlm4vla.envs import libero as mod
-        return mod
-    except ImportError:
-        path = Path(__file__).resolve().parents[1] / "lib" / "vlm4vla" / "envs" / "libero.py"
-        spec = importlib.util.spec_from_file_location("vlm4vla_envs_libero", path)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = mod
-        spec.loader.exec_module(mod)
-        return mod
+from vlm4vla.envs import libero as L  # noqa: E402
+from vlm4vla.envs.libero_expert import PickPlaceExpert, measure_step_rate, run_expert_episode  # noqa: E402
 
 
 def main() -> None:
@@ -45,12 +34,11 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="write per-episode results here")
     args = ap.parse_args()
 
-    L = load_libero_module()
     if args.measure_fps:
         print("| camera | renderer | steps/s (expert actions) | render-only frames/s |\n| --- | --- | --- | --- |")
         for size, tune, render in ((64, True, True), (128, True, True), (64, False, True), (128, False, True),
                                    (64, True, False)):
-            r = L.measure_step_rate(args.suite, 0, size, tune, render)
+            r = measure_step_rate(args.suite, 0, size, tune, render)
             cam = f"agentview {size} px" if render else "none"
             print(f"| {cam} | {'tuned' if tune else 'default'} | {r['steps_per_s']:.1f} | "
                   f"{r.get('render_fps', float('nan')):.1f} |", flush=True)
@@ -60,11 +48,11 @@ def main() -> None:
     t_all = time.time()
     for tid in tasks:
         env = L.LiberoTaskEnv(args.suite, tid, image_size=args.image_size, render=not args.no_render)
-        expert = L.PickPlaceExpert()
+        expert = PickPlaceExpert()
         wins, steps, secs = 0, 0, 0.0
         for i in range(args.init_offset, args.init_offset + args.inits):
             try:
-                r = L.run_expert_episode(env, i, expert)
+                r = run_expert_episode(env, i, expert)
             except ValueError as e:  # goal the expert does not handle
                 r = {"success": False, "steps": 0, "phase": f"unsupported: {e}", "seconds": 0.0}
             wins += r["success"]

@@ -22,7 +22,7 @@ metrics_path = "artifacts/metrics/09-libero-demonstrations.json"
 # %% [markdown]
 # # 09 · Demonstrations: LIBERO (Benchmark 2) with simulator ground truth
 #
-# A privileged scripted pick-and-place expert (`lib/vlm4vla/envs/libero.py`) runs on the official
+# A privileged scripted pick-and-place expert (`lib/vlm4vla/envs/libero_expert.py`) runs on the official
 # initial states of each task of a LIBERO suite; only successful episodes are kept. Every step records
 # what the Meta-World demonstrations record (notebook 00), in the same memory-mappable layout
 # (`DemoStore`): the RGB frame, the 7-D action, the instruction, and the simulator's ground truth:
@@ -40,8 +40,8 @@ from IPython.display import Markdown, display
 
 from vlm4vla.data.demos import DemoStore
 from vlm4vla.data.demos_plots import plot_episode_strip
-from vlm4vla.envs.libero_demos import (NOT_RECORDED, LiberoDemoConfig, generate_libero_demonstrations,
-                                       plot_libero_ground_truth, store_summary)
+from vlm4vla.envs.libero_datasheet import plot_libero_ground_truth, store_summary
+from vlm4vla.envs.libero_demos import NOT_RECORDED, LiberoDemoConfig, generate_libero_demonstrations
 from vlm4vla.pipeline.notebook import repo_path, write_metrics
 
 cfg = LiberoDemoConfig(**demos)

@@ -14,6 +14,7 @@ import pytest
 from vlm4vla.data.demos import DemoStore
 from vlm4vla.envs import libero as L
 from vlm4vla.envs import libero_demos as D
+from vlm4vla.envs.libero_datasheet import pixel_class_agreement
 
 REPO = Path(__file__).resolve().parents[1]
 LIBERO_PYTHON = Path(os.environ.get("VLM4VLA_LIBERO_PYTHON", REPO / ".venv-libero/bin/python"))
@@ -105,7 +106,7 @@ def test_writer_output_opens_as_a_demo_store(tmp_path: Path) -> None:
     assert list(first["progress"]) == [0.0, 0.2, 0.4, 0.6, 0.8] and len(first["state"].iloc[0]) == 137
     assert store.meta["expert_success"] == {"pick_soup": {"successes": 2, "attempts": 3}}
     assert store.meta["action_dim"] == 7 and store.meta["segmentation_classes"]["5"] == "other_object"
-    assert D.pixel_class_agreement(store, "object_px", L.TASK_OBJECT) == pytest.approx(7 / 9)
+    assert pixel_class_agreement(store, "object_px", L.TASK_OBJECT) == pytest.approx(7 / 9)
     sheet = (tmp_path / "DATASHEET.md").read_text()
     assert "| 0 | pick up the soup | 2/3 | 2 | 9 | 4.5 | 4-5 |" in sheet and "| gripper |" in sheet
 
@@ -130,7 +131,7 @@ def test_recorded_object_projection_lands_on_the_object(recorded: DemoStore) -> 
     assert seg[int(y), int(x)] == L.TASK_OBJECT, f"object_px ({x:.1f}, {y:.1f}) is on class {seg[int(y), int(x)]}"
     gx, gy = recorded.table.loc[0, "goal_px"]
     assert seg[int(gy), int(gx)] == L.GOAL
-    assert D.pixel_class_agreement(recorded, "object_px", L.TASK_OBJECT) > 0.6  # hidden by the hand while carried
+    assert pixel_class_agreement(recorded, "object_px", L.TASK_OBJECT) > 0.6  # hidden by the hand while carried
 
 
 @pytest.mark.slow
@@ -148,12 +149,14 @@ def test_recorded_depth_and_columns_are_sane(recorded: DemoStore) -> None:
 # --- paper profile: LIBERO's official HDF5 demonstrations, replayed for frames and ground truth ---
 
 _WRITE_OFFICIAL = r'''
-import json, sys, importlib.util
+import json, sys
 from pathlib import Path
 import h5py, numpy as np
-spec = importlib.util.spec_from_file_location("L", sys.argv[1]); L = sys.modules["L"] = importlib.util.module_from_spec(spec); spec.loader.exec_module(L)
+sys.path.insert(0, sys.argv[1])
+from vlm4vla.envs import libero as L
+from vlm4vla.envs.libero_expert import PickPlaceExpert
 env = L.LiberoTaskEnv("libero_object", 0, image_size=64)
-expert, states, actions, frames = L.PickPlaceExpert(), [], [], []
+expert, states, actions, frames = PickPlaceExpert(), [], [], []
 env.reset(3); env.settle(10); expert.reset()
 while True:
     a = expert.act(env)
@@ -182,7 +185,7 @@ def test_official_hdf5_demos_replay_to_the_same_frames_with_ground_truth(tmp_pat
     official = tmp_path / "libero_object"
     official.mkdir()
     import subprocess
-    done = subprocess.run([str(LIBERO_PYTHON), "-c", _WRITE_OFFICIAL, str(REPO / "lib/vlm4vla/envs/libero.py"), str(official)],
+    done = subprocess.run([str(LIBERO_PYTHON), "-c", _WRITE_OFFICIAL, str(REPO / "lib"), str(official)],
                           capture_output=True, text=True, env=D._recorder_env())
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split()[-2] == "True"  # the written demo succeeds

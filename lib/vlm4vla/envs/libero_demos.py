@@ -3,13 +3,13 @@
 Two processes, because LIBERO (robosuite 1.4, mujoco 2.3.7) and the study (Meta-World's mujoco 3.3,
 pandas, pyarrow) live in different virtual environments (``LIBERO.md``):
 
-- the *recorder* runs in ``.venv-libero`` (``python libero_demos.py record --config JSON --out DIR``,
-  loaded by path, numpy only): scripted-expert episodes on official initial states, every step's frame
+- the *recorder* runs in ``.venv-libero`` (``python -m vlm4vla.envs.libero_demos record --config JSON
+  --out DIR``, numpy only): scripted-expert episodes on official initial states, every step's frame
   and ground truth kept in memory, successful episodes appended to raw array files plus one ``.npz``
   of per-frame columns each;
 - the *writer* (``generate_libero_demonstrations``, main environment) starts the recorder, then turns its
   output into the store: ``.npy`` memmaps, ``frames.parquet``, ``episodes.parquet``, ``meta.json`` and
-  ``DATASHEET.md``, in a temporary folder renamed into place at the end (atomic).
+  ``DATASHEET.md`` (``libero_datasheet``), in a temporary folder renamed into place at the end (atomic).
 
 Layout and dtypes are those of ``vlm4vla.data.demos`` (FORMAT_VERSION 1), so ``DemoStore.open`` reads a
 LIBERO store as it is. Differences, also listed in meta.json and the datasheet: ``action`` has 7 values
@@ -23,7 +23,6 @@ sparse success reward. This module sits in ``envs`` (the house sketch puts write
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import shutil
@@ -35,13 +34,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from vlm4vla.envs import libero as L
+from vlm4vla.envs.libero_datasheet import write_libero_datasheet
+from vlm4vla.envs.libero_expert import PickPlaceExpert, run_expert_episode
+
 SOURCES = ("expert", "official")
 FORMAT_VERSION = 1  # = vlm4vla.data.demos.FORMAT_VERSION: DemoStore.open reads these stores
 ARRAYS = {"frames": np.uint8, "depth": np.float16, "segmentation": np.uint8}  # as vlm4vla.data.demos.ARRAYS
 CAMERAS = ("agentview", "robot0_eye_in_hand")
 IMAGE_SIZE_RANGE = (16, 512)
 NOT_RECORDED = "NOT_RECORDED.md"
-ACTION_NAMES = ("dx", "dy", "dz", "rx", "ry", "rz", "gripper")  # OSC_POSE position, axis-angle, gripper
 _COLUMNS = ("action", "state", "ee_pos", "gripper_opening", "gripper_open", "object_pos", "objects_pos",
             "goal_pos", "gripper_px", "object_px", "goal_px")
 DIFFERENCES = (
@@ -52,20 +54,6 @@ DIFFERENCES = (
     "object_pos / goal_pos / objects_pos: centres of the objects' collision-geom bounding boxes",
     "reward: LIBERO's sparse reward (1 on success); the success state ends the episode and is not a frame, so stored frames hold 0",
 )
-
-
-def _libero() -> Any:
-    """``vlm4vla.envs.libero``, or the same file loaded by path in ``.venv-libero`` (no Meta-World there)."""
-    try:
-        from . import libero
-        return libero
-    except ImportError:
-        name = "vlm4vla_envs_libero"
-        if name not in sys.modules:
-            spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("libero.py"))
-            sys.modules[name] = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(sys.modules[name])
-        return sys.modules[name]
 
 
 @dataclass(frozen=True)
@@ -86,7 +74,6 @@ class LiberoDemoConfig:
     official_dir: str | None = None
 
     def __post_init__(self) -> None:
-        L = _libero()
         _check("source", self.source, self.source in SOURCES, f"one of {SOURCES}")
         if self.source == "official":
             _check("suite", self.suite, self.suite in L.SUITES, f"one of {L.SUITES}")
@@ -147,7 +134,6 @@ class _Episode:
 def record_raw(cfg: LiberoDemoConfig, folder: str | Path) -> None:
     """Expert episodes of ``cfg`` into ``folder``: ``<array>.raw`` (successful episodes, appended),
     ``episodes/<index>.npz`` (per-frame columns), ``attempts.json`` (every episode) and ``tasks.json``."""
-    L = _libero()
     folder = Path(folder)
     (folder / "episodes").mkdir(parents=True, exist_ok=True)
     files = {name: open(folder / f"{name}.raw", "wb") for name in ARRAYS}
@@ -157,7 +143,7 @@ def record_raw(cfg: LiberoDemoConfig, folder: str | Path) -> None:
             env = L.LiberoTaskEnv(cfg.suite, task_id, image_size=cfg.image_size, camera=cfg.camera, depth=True)
             tasks.append({"task_id": task_id, "task": env.name, "instruction": env.instruction,
                           "objects": env.object_names(), "goal": env.goal_state(), "max_episode_steps": env.max_episode_steps})
-            expert = L.PickPlaceExpert()
+            expert = PickPlaceExpert()
             official = _official_file(cfg, env.name) if cfg.source == "official" else None
             try:
                 for k, init in enumerate(cfg.init_ids):
@@ -166,7 +152,7 @@ def record_raw(cfg: LiberoDemoConfig, folder: str | Path) -> None:
                         if official is not None:
                             result = replay_official(env, official, init, on_step=episode.on_step)
                         else:
-                            result = L.run_expert_episode(env, init, expert, cfg.settle_steps, on_step=episode.on_step)
+                            result = run_expert_episode(env, init, expert, cfg.settle_steps, on_step=episode.on_step)
                     except ValueError as err:  # a goal the expert does not handle: a failed attempt
                         if official is not None:  # an unreadable official file is an error, not an attempt
                             raise
@@ -302,7 +288,8 @@ def generate_libero_demonstrations(cfg: LiberoDemoConfig, out_dir: str | Path, p
 
 def _run_recorder(python: Path, cfg: LiberoDemoConfig, folder: Path) -> None:
     """``record_raw`` in the LIBERO interpreter; its progress lines are echoed, its stderr kept for errors."""
-    cmd = [str(python), "-u", str(Path(__file__).resolve()), "record", "--config", json.dumps(cfg.as_dict()), "--out", str(folder)]
+    cmd = [str(python), "-u", "-m", "vlm4vla.envs.libero_demos", "record", "--config", json.dumps(cfg.as_dict()),
+           "--out", str(folder)]
     with open(folder / "recorder.log", "w+") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=_recorder_env())
         for line in proc.stdout:
@@ -315,10 +302,13 @@ def _run_recorder(python: Path, cfg: LiberoDemoConfig, folder: Path) -> None:
 
 
 def _recorder_env() -> dict[str, str]:
-    """This process's environment without what belongs to it: a notebook kernel's inline matplotlib backend
-    (LIBERO imports matplotlib, which rejects it) and PYTHONPATH (the recorder needs only its own venv)."""
+    """The environment of a ``.venv-libero`` process (recorder or evaluation worker): this one's, without a
+    notebook kernel's inline matplotlib backend (LIBERO imports matplotlib, which rejects it), with this
+    project's ``lib/`` as the only PYTHONPATH entry (``vlm4vla`` is not installed in that venv, and the
+    main venv's paths must not leak in)."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    env.update(MPLBACKEND="Agg", MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"))
+    env.update(MPLBACKEND="Agg", MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"),
+               PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     return env
 
 
@@ -369,7 +359,6 @@ def _frame_row(a: dict[str, Any], t: int, n: int, cols: dict[str, np.ndarray]) -
 
 
 def _meta(cfg: LiberoDemoConfig, attempts: list[dict[str, Any]], tasks: dict[str, Any], n_frames: int, n_episodes: int) -> dict[str, Any]:
-    L = _libero()
     per_task: dict[str, dict[str, Any]] = {}
     for a in attempts:
         entry = per_task.setdefault(a["task"], {"task_id": a["task_id"], "successes": 0, "attempts": 0, "seconds": 0.0})
@@ -379,7 +368,7 @@ def _meta(cfg: LiberoDemoConfig, attempts: list[dict[str, Any]], tasks: dict[str
     return {"format_version": FORMAT_VERSION, "benchmark": "libero", "demos": cfg.as_dict(),
             "suite": {"name": cfg.suite, "tasks": [t["task"] for t in tasks["tasks"]], "task_info": tasks["tasks"],
                       "init_ids": list(cfg.init_ids)},
-            "image_size": cfg.image_size, "camera": cfg.camera, "action_dim": L.ACTION_DIM, "action_names": list(ACTION_NAMES),
+            "image_size": cfg.image_size, "camera": cfg.camera, "action_dim": L.ACTION_DIM, "action_names": list(L.ACTION_NAMES),
             "n_frames": n_frames, "n_episodes": n_episodes,
             "segmentation_classes": {str(k): v for k, v in L.SEGMENTATION_CLASSES.items()},
             "depth": "float16 metres from the camera plane (MuJoCo depth buffer, linearised); far plane where nothing is hit",
@@ -387,107 +376,6 @@ def _meta(cfg: LiberoDemoConfig, attempts: list[dict[str, Any]], tasks: dict[str
             "expert_success": {t: {"successes": e["successes"], "attempts": e["attempts"]} for t, e in per_task.items()},
             "seconds_per_episode": round(sum(a["seconds"] for a in attempts) / max(len(attempts), 1), 2),
             "versions": tasks["versions"], "differences_from_metaworld": list(DIFFERENCES)}
-
-
-def write_libero_datasheet(path: Path, meta: dict[str, Any], episodes: list[dict[str, Any]], actions: np.ndarray) -> Path:
-    """Counts per task, expert success, episode lengths and action statistics as markdown (deterministic)."""
-    d = meta["demos"]
-    last_init = d["first_init"] + d["episodes_per_task"] - 1
-    if d.get("source") == "official":
-        what = "official demonstrations (demo indices)"
-        collection = (f"- Collection: LIBERO's official demonstrations from `{d['official_dir']}`, replayed state by state "
-                      "in the simulator to render the frames and ground truth; demos whose last action does not reach "
-                      "the goal are dropped.")
-    else:
-        what = "official initial states"
-        collection = ("- Collection: privileged scripted pick-and-place expert (lib/vlm4vla/envs/libero.py) after "
-                      f"{d['settle_steps']} settle steps; failed episodes dropped.")
-    lines = [
-        "# Datasheet: scripted-expert demonstrations (LIBERO)", "",
-        f"- Format version {meta['format_version']} (the Meta-World DemoStore layout); "
-        f"{meta['n_episodes']} episodes, {meta['n_frames']} frames.",
-        f"- Suite `{d['suite']}`, tasks {d['tasks']}, {what} {d['first_init']}-{last_init} per task.",
-        f"- Camera `{meta['camera']}`, {meta['image_size']}x{meta['image_size']} RGB, upright; depth {meta['depth']}.",
-        collection,
-        f"- Simulator: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}.",
-        f"- Segmentation classes: {meta['segmentation_classes']}.", "",
-        "## Per task", "",
-        "| task id | instruction | expert success | episodes kept | frames | length mean | length min-max |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for info in meta["suite"]["task_info"]:
-        exp = meta["expert_success"].get(info["task"], {"successes": 0, "attempts": 0})
-        lengths = [e["length"] for e in episodes if e["task"] == info["task"]]
-        mean, span = (f"{np.mean(lengths):.1f}", f"{min(lengths)}-{max(lengths)}") if lengths else ("-", "-")
-        lines.append(f"| {info['task_id']} | {info['instruction']} | {exp['successes']}/{exp['attempts']} | {len(lengths)} | "
-                     f"{sum(lengths)} | {mean} | {span} |")
-    lines += ["", "## Actions (all frames)", "", "| dim | mean | std | min | max |", "| --- | --- | --- | --- | --- |"]
-    for i, name in enumerate(ACTION_NAMES):
-        col = actions[:, i]
-        lines.append(f"| {name} | {col.mean():.3f} | {col.std():.3f} | {col.min():.3f} | {col.max():.3f} |")
-    lines += ["", "## Differences from the Meta-World stores", "", *(f"- {x}" for x in meta["differences_from_metaworld"])]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def pixel_class_agreement(store: Any, column: str, class_id: int) -> float:
-    """Share of frames whose ``column`` pixel (e.g. object_px) lies on segmentation class ``class_id``
-    (less than 1 where the gripper or another object hides the point, or it leaves the image)."""
-    xy = np.stack(store.table[column].to_numpy())  # (F, 2) x = column, y = row
-    size = store.segmentation.shape[1]
-    inside = np.all((xy >= 0) & (xy < size), axis=1)
-    cols, rows = np.clip(xy.astype(int), 0, size - 1).T
-    hits = np.asarray(store.segmentation[np.arange(len(xy)), rows, cols]) == class_id
-    return float(np.mean(hits & inside)) if len(xy) else float("nan")
-
-
-def store_summary(store: Any) -> dict[str, Any]:
-    """Headline numbers of a LIBERO store (a DemoStore): counts, expert success, cost, size, ground-truth checks."""
-    L = _libero()
-    success = store.meta["expert_success"].values()
-    return {"n_episodes": len(store.episodes), "n_frames": len(store),
-            "expert_success": sum(v["successes"] for v in success) / max(sum(v["attempts"] for v in success), 1),
-            "seconds_per_episode": store.meta["seconds_per_episode"],
-            "store_mib": round(sum(f.stat().st_size for f in store.path.iterdir()) / 2**20, 1),
-            "object_px_on_object": pixel_class_agreement(store, "object_px", L.TASK_OBJECT),
-            "goal_px_on_goal": pixel_class_agreement(store, "goal_px", L.GOAL)}
-
-
-_KEYPOINTS = (("gripper_px", "red", "gripper"), ("object_px", "cyan", "object"), ("goal_px", "yellow", "target"))
-_SEG_COLOURS = ("#222222", "#b03030", "#ff9f1c", "#2ec4b6", "#ffe66d", "#7a6fb0")  # SEGMENTATION_CLASSES 0-5
-
-
-def plot_libero_ground_truth(store: Any, fraction: float = 0.5) -> Any:
-    """One row per task (``store``: a DemoStore): RGB with projected keypoints, depth, segmentation, and the
-    segmentation over the RGB frame; the frame at ``fraction`` of the task's first stored episode."""
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import ListedColormap
-
-    cmap = ListedColormap(_SEG_COLOURS)
-    first = store.episodes.groupby("task", sort=False).first()
-    rows = {task: int(r.start + int(fraction * (r.length - 1))) for task, r in first.iterrows()}
-    fig, axes = plt.subplots(len(rows), 4, figsize=(11, 2.9 * len(rows)), squeeze=False)
-    for ax_row, (task, r) in zip(axes, rows.items()):
-        frame, seg = store.table.loc[r], np.asarray(store.segmentation[r])
-        for ax in (ax_row[0], ax_row[3]):
-            ax.imshow(store.frames[r])
-            for key, colour, label in _KEYPOINTS:
-                x, y = frame[key]
-                ax.scatter([x - 0.5], [y - 0.5], s=30, c=colour, edgecolors="black", label=label)  # pixel centres
-        ax_row[0].set_title(f"\"{frame['instruction']}\"\nstep {frame['frame_index']}, progress {frame['progress']:.2f}", fontsize=7)
-        depth = np.asarray(store.depth[r], dtype=np.float32)
-        ax_row[1].imshow(depth, cmap="viridis_r")
-        ax_row[1].set_title(f"depth {depth.min():.2f}-{depth.max():.2f} m", fontsize=8)
-        ax_row[2].imshow(seg, cmap=cmap, vmin=0, vmax=len(_SEG_COLOURS) - 1, interpolation="nearest")
-        ax_row[2].set_title("segmentation: bg/robot/gripper/object/target/other", fontsize=7)
-        ax_row[3].imshow(np.ma.masked_equal(seg, 0), cmap=cmap, vmin=0, vmax=len(_SEG_COLOURS) - 1, alpha=0.5,
-                         interpolation="nearest")
-        ax_row[3].set_title("segmentation over RGB", fontsize=8)
-        for ax in ax_row:
-            ax.axis("off")
-    axes[0, 0].legend(loc="lower left", fontsize=6)
-    fig.tight_layout()
-    return fig
 
 
 def _swap_in(tmp: Path, out: Path) -> None:
@@ -500,7 +388,7 @@ def _swap_in(tmp: Path, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python libero_demos.py record --config JSON --out DIR`` (the recorder, in .venv-libero)."""
+    """``python -m vlm4vla.envs.libero_demos record --config JSON --out DIR`` (the recorder, in .venv-libero)."""
     parser = argparse.ArgumentParser(description="Record LIBERO expert demonstrations (raw, for the writer).")
     parser.add_argument("command", choices=["record"])
     parser.add_argument("--config", required=True, help="LiberoDemoConfig fields as JSON")
@@ -511,6 +399,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run as a script, this file's folder leads sys.path, and its libero.py would shadow the libero package.
-    sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
     sys.exit(main())

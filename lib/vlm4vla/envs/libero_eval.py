@@ -200,7 +200,7 @@ class LiberoVectorEnvs:
             config = {**suite.as_dict(), "slots": {s: t for s, t in enumerate(slot_tasks) if self.owner[s] == w},
                       "expert": expert}
             log = tempfile.TemporaryFile("w+")
-            cmd = [str(python), "-u", str(Path(__file__).with_name("libero_worker.py")), json.dumps(config)]
+            cmd = [str(python), "-u", "-m", "vlm4vla.envs.libero_worker", json.dumps(config)]
             self.procs.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                                                env=_recorder_env()))
             self.logs.append(log)

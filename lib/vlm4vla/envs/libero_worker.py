@@ -1,9 +1,10 @@
 """LIBERO environments stepped in a ``.venv-libero`` process for the evaluation harness (numpy only).
 
 The harness and the policy live in the main environment (Meta-World's mujoco 3.3, torch); LIBERO needs
-robosuite 1.4 and mujoco 2.3.7 (``LIBERO.md``). ``libero_eval.LiberoVectorEnvs`` starts this file with
-``.venv-libero/bin/python libero_worker.py CONFIG_JSON``; the worker builds one ``LiberoTaskEnv`` per slot
-it owns and answers ``reset`` / ``step`` requests on its stdin / stdout.
+robosuite 1.4 and mujoco 2.3.7 (``LIBERO.md``). ``libero_eval.LiberoVectorEnvs`` starts it with
+``.venv-libero/bin/python -m vlm4vla.envs.libero_worker CONFIG_JSON`` (``lib/`` on its PYTHONPATH); the
+worker builds one ``LiberoTaskEnv`` per slot it owns and answers ``reset`` / ``step`` requests on its
+stdin / stdout.
 
 Messages are length-prefixed frames: a JSON header and an ``.npz`` of the arrays (``allow_pickle=False``
 both ways, so nothing is unpickled and numpy 1.26 and 2.x read each other). The worker moves its own
@@ -54,28 +55,17 @@ def read_frame(stream: BinaryIO) -> bytes | None:
     return body
 
 
-def _load_libero() -> Any:
-    """``libero.py`` next to this file, loaded by path (``vlm4vla.envs`` imports Meta-World)."""
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location("vlm4vla_envs_libero", Path(__file__).with_name("libero.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 class _Slots:
     """The worker's environments: one ``LiberoTaskEnv`` (and expert, if asked) per slot."""
 
     def __init__(self, config: dict[str, Any]) -> None:
-        libero = _load_libero()
+        from vlm4vla.envs import libero, libero_expert  # here, after main() has moved stdout out of the channel
+
         self.settle = int(config["settle_steps"])
         self.envs = {int(s): libero.LiberoTaskEnv(config["suite"], int(task), config["image_size"], config["camera"],
                                                   config["max_episode_steps"])
                      for s, task in config["slots"].items()}
-        self.experts = {s: libero.PickPlaceExpert() for s in self.envs} if config["expert"] else {}
+        self.experts = {s: libero_expert.PickPlaceExpert() for s in self.envs} if config["expert"] else {}
 
     def reset(self, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> bytes:
         for slot, init in zip(header["slots"], header["inits"]):
@@ -135,8 +125,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    from pathlib import Path
-
-    # Run as a script, this file's folder leads sys.path, and its libero.py would shadow the libero package.
-    sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
     sys.exit(main(sys.argv[1:]))
