@@ -91,7 +91,7 @@ plt.show()
 # ## Control-relevant supervision: the 3 x 2 table (ours, then the paper's)
 
 # %%
-supervised = fixed_k(load_runs(root, "cs-"))
+supervised = fixed_k(load_finished(root, ["cs-"], required=False))  # cells without runs say "not run"
 everything = pd.concat([episodes[episodes["benchmark"] == "metaworld"], supervised], ignore_index=True)  # stage 1 is Meta-World
 for base in bases:
     display(Markdown(f"**{base}** (mean success [95% Wilson interval])"))
@@ -113,6 +113,9 @@ vqa.round(3)
 # ## What stage 1 and stage 2 did to the vision features: linear probes per cell
 # R^2 of a ridge probe from the frozen vision features of each cell's policy backbone (mean over the
 # probed runs), then the same probes before any VLA training: the zoo base and the stage-1 backbones.
+# The features are the image tokens as they enter the language model (vision encoder + projector):
+# "vision frozen" freezes the encoder only, as in the paper, so the projector still trains and these
+# features move in the frozen column too.
 
 # %%
 probe_cfg = rp.make_probe_config({"n_per_kind": 20, "seed": 0}, linear, random_twin=False)

@@ -274,3 +274,14 @@ def test_a_correlation_is_established_only_when_interval_and_permutation_test_ag
     assert bb.how_sure(0.11, 1.0, 0.085) == "not established: the bootstrap interval excludes 0 but the permutation p is 0.085"
     assert bb.how_sure(-0.2, 1.0, 0.01) == "not established: the interval includes 0"
     assert bb.how_sure(-1.0, -0.3, 0.02).startswith("established")
+
+
+def test_load_finished_skips_missing_prefixes_and_returns_an_empty_table_when_not_required(tmp_path):
+    from vlm4vla.analysis.runs import EPISODE_COLUMNS, load_finished
+
+    (tmp_path / "artifacts/metrics/runs").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="no finished runs named cs-"):
+        load_finished(tmp_path, ["cs-"])
+    empty = load_finished(tmp_path, ["cs-"], required=False)
+    assert empty.empty and list(empty.columns) == EPISODE_COLUMNS
+    assert list(bb.fixed_k(empty).columns) == EPISODE_COLUMNS  # the notebooks' next step copes with it

@@ -75,9 +75,10 @@ def load_runs(root: Path, prefix: str = "") -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def load_finished(root: Path, prefixes: list[str] | tuple[str, ...]) -> pd.DataFrame:
+def load_finished(root: Path, prefixes: list[str] | tuple[str, ...], required: bool = True) -> pd.DataFrame:
     """``load_runs`` of every prefix that has finished runs, concatenated (a prefix without any is skipped
-    and said so: a partial reproduction still renders); raises if no prefix has a run."""
+    and said so: a partial reproduction still renders). If no prefix has a run: raises, or with
+    ``required=False`` returns an empty table of EPISODE_COLUMNS."""
     frames = []
     for prefix in prefixes:
         try:
@@ -85,6 +86,8 @@ def load_finished(root: Path, prefixes: list[str] | tuple[str, ...]) -> pd.DataF
         except FileNotFoundError:
             print(f"no finished {prefix}* runs: skipped")
     if not frames:
+        if not required:
+            return pd.DataFrame(columns=EPISODE_COLUMNS)
         raise FileNotFoundError(f"no finished runs named {' or '.join(prefixes)}*: run `dvc repro` first")
     return pd.concat(frames, ignore_index=True)
 

@@ -117,7 +117,7 @@ def _cell(table: pd.DataFrame, freeze: str) -> str:
     if freeze not in table.index:
         return "not run"
     row = table.loc[freeze]
-    return f"{row.success:.2f} [{row.pooled_ci_low:.2f}, {row.pooled_ci_high:.2f}] ({row.seeds} seeds)"
+    return f"{row.success:.2f} [{row.pooled_ci_low:.2f}, {row.pooled_ci_high:.2f}] ({row.seeds} seed{'' if row.seeds == 1 else 's'})"
 
 
 def conclusions(freezing: pd.DataFrame) -> list[str]:
