@@ -35,16 +35,18 @@ import seaborn as sns
 from IPython.display import Markdown, display
 
 from vlm4vla.analysis import auxiliary as aux
+from vlm4vla.analysis import plots
 from vlm4vla.analysis.backbones import fixed_k
 from vlm4vla.analysis.baselines import load_baselines, per_task_with_baselines
-from vlm4vla.analysis.runs import coverage, coverage_note, load_runs
+from vlm4vla.analysis.runs import coverage, coverage_note, load_finished, load_runs
 from vlm4vla.backbones.auxiliary import auxiliary_examples, auxiliary_table
+from vlm4vla.data.demos import DemoStore
 from vlm4vla.pipeline.notebook import repo_path, repo_root, write_metrics
 
 root = repo_root()
 base_runs = fixed_k(load_runs(root, "bb-"))
 base_runs = base_runs[(base_runs["init"] == "pretrained") & base_runs["backbone"].isin(bases)]
-episodes = pd.concat([base_runs, fixed_k(load_runs(root, "ax-"))], ignore_index=True)
+episodes = pd.concat([base_runs, fixed_k(load_finished(root, ["ax-"], required=False))], ignore_index=True)
 skills = auxiliary_table(repo_path(aux_dir))
 display(Markdown(coverage_note(coverage(root, ["ax-"]))))
 
@@ -103,11 +105,16 @@ if len(joined):
 
 # %% [markdown]
 # ## Example auxiliary questions and answers before / after the fine-tune
+# Held-out frames of the auxiliary store (`04-auxiliary-vlms`), one row per fine-tune of the first base:
+# the true answer, then the base model's answer ("before") and the fine-tuned model's ("after").
 
 # %%
-for name, table in auxiliary_examples(repo_path(aux_dir), skills["name"].tolist()[:4]).items():
-    display(Markdown(f"**{name}**"))
-    display(table[["kind", "prompt", "answer", "before", "after"]].head(4))
+aux_store = DemoStore.open(repo_path(aux_dir) / "aux-demos")
+shown = [name for name in skills["name"] if name.startswith(f"{bases[0]}-aux-")]
+for name, table in auxiliary_examples(repo_path(aux_dir), shown).items():
+    plots.auxiliary_examples(aux_store.frames, table, title=name)
+    plt.show()
+    display(table.drop_duplicates(["prompt", "answer"])[["kind", "prompt", "answer", "before", "after"]].head(4))
 
 # %% [markdown]
 # ## Conclusion (computed from the numbers above)

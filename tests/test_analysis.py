@@ -285,3 +285,20 @@ def test_load_finished_skips_missing_prefixes_and_returns_an_empty_table_when_no
     empty = load_finished(tmp_path, ["cs-"], required=False)
     assert empty.empty and list(empty.columns) == EPISODE_COLUMNS
     assert list(bb.fixed_k(empty).columns) == EPISODE_COLUMNS  # the notebooks' next step copes with it
+    joined = pd.concat([_episodes({("m", "pretrained"): 0.5}), empty], ignore_index=True)
+    assert joined["success_rate"].dtype == float and joined["seed"].dtype == "int64"  # not object: plots still work
+
+
+def test_auxiliary_example_figure_shows_distinct_questions_with_their_answers():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from vlm4vla.analysis import plots
+
+    frames = np.zeros((5, 8, 8, 3), dtype=np.uint8)
+    examples = pd.DataFrame({"row": [0, 1, 2, 3], "kind": "pointing", "prompt": ["p", "p", "q", "r"],
+                             "answer": ["1 2", "1 2", "3 4", "5 6"], "before": "x", "after": ["1 2", "1 2", "3 3", "5 6"]})
+    fig = plots.auxiliary_examples(frames, examples, title="t", n=4)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["pointing: 1 2\nbefore: x\nafter: 1 2", "pointing: 3 4\nbefore: x\nafter: 3 3",
+                      "pointing: 5 6\nbefore: x\nafter: 5 6"]  # the repeated (p, 1 2) question is shown once

@@ -64,3 +64,20 @@ def radar(profile: pd.DataFrame, ax: plt.Axes | None = None) -> plt.Axes:
     ax.set_ylim(0, 1)
     ax.legend(loc="upper right", bbox_to_anchor=(1.35, 1.1), fontsize=7)
     return ax
+
+
+def auxiliary_examples(frames: np.ndarray, examples: pd.DataFrame, title: str, n: int = 4) -> plt.Figure:
+    """Up to ``n`` held-out auxiliary questions of one fine-tune (``examples``: its examples.csv, ``row``
+    indexing ``frames``), each image titled with the question kind, the true answer and the answers before
+    and after the fine-tune; questions repeating an earlier (prompt, answer) are left out."""
+    shown = examples.drop_duplicates(["prompt", "answer"]).head(n)
+    fig, axes = plt.subplots(1, max(len(shown), 1), figsize=(2.6 * max(len(shown), 1), 3.2), squeeze=False)
+    for ax, item in zip(axes[0], shown.itertuples()):
+        ax.imshow(frames[int(item.row)])
+        ax.set_title(f"{item.kind}: {item.answer}\nbefore: {str(item.before)[:24]}\nafter: {str(item.after)[:24]}",
+                     fontsize=7)
+    for ax in axes[0]:
+        ax.set_axis_off()
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))  # room for the suptitle above the three-line titles
+    return fig

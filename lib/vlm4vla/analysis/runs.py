@@ -18,6 +18,12 @@ import yaml
 from vlm4vla import stats
 
 EPISODE_COLUMNS = ["run", "backbone", "init", "freeze", "seed", "benchmark", "k", "task", "successes", "n", "success_rate"]
+_NUMERIC = {"seed": "int64", "k": "int64", "successes": "int64", "n": "int64", "success_rate": "float64"}
+
+
+def empty_episodes() -> pd.DataFrame:
+    """A table of EPISODE_COLUMNS with no rows and the dtypes loaded runs have (concatenating it keeps them)."""
+    return pd.DataFrame({c: pd.Series(dtype=_NUMERIC.get(c, "object")) for c in EPISODE_COLUMNS})
 
 
 def backbone_name(path: str) -> str:
@@ -87,7 +93,7 @@ def load_finished(root: Path, prefixes: list[str] | tuple[str, ...], required: b
             print(f"no finished {prefix}* runs: skipped")
     if not frames:
         if not required:
-            return pd.DataFrame(columns=EPISODE_COLUMNS)
+            return empty_episodes()
         raise FileNotFoundError(f"no finished runs named {' or '.join(prefixes)}*: run `dvc repro` first")
     return pd.concat(frames, ignore_index=True)
 
