@@ -188,10 +188,11 @@ def conclusions(table: pd.DataFrame, gaps: pd.DataFrame, correlations: pd.DataFr
     for row in gaps.itertuples():
         verdict = ("holds" if row.ci_low > 0 else "does not hold (interval includes 0)" if row.ci_high > 0
                    else "is reversed")
-        if row.unit.startswith("episodes"):
-            verdict += " on these evaluation episodes (one seed: how much re-training moves it is not in the interval)"
+        caveat = (" One seed a side: the interval covers the evaluation episodes, not how much re-training moves the "
+                  "result." if row.unit.startswith("episodes") else "")
         lines.append(f"VLM initialisation beats from-scratch for {row.backbone} on {row.benchmark}: {verdict} "
-                     f"(gap {row.gap:+.2f}, 95% CI [{row.ci_low:+.2f}, {row.ci_high:+.2f}], p = {row.p_value:.2g}; unit: {row.unit}).")
+                     f"(gap {row.gap:+.2f}, 95% CI [{row.ci_low:+.2f}, {row.ci_high:+.2f}], p = {row.p_value:.2g}; "
+                     f"unit: {row.unit}).{caveat}")
     if "benchmark" not in correlations.columns:
         correlations = correlations.assign(benchmark="the benchmark")
     for benchmark, corr in correlations.groupby("benchmark", sort=False):
