@@ -6,6 +6,7 @@ Parsing happens here only; every command calls one library function.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as exc:
         print(f"vlm4vla: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `vlm4vla progress | head`: the reader left; no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _profile(args: argparse.Namespace) -> int:
