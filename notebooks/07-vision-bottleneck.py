@@ -137,7 +137,7 @@ before.loc[[n for n in before.index if any(n == b or n.startswith(f"{b}-fast-") 
 # ## Conclusion (computed from the numbers above)
 
 # %%
-lines = vis.conclusions(freezing)
+lines = vis.conclusions(freezing, episodes)
 display(Markdown("\n".join(f"- {line}" for line in lines)))
 write_metrics(metrics_path, {
     "runs": pd.concat([episodes, supervised])["run"].nunique(),

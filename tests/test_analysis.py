@@ -125,13 +125,19 @@ def test_freezing_table_finds_the_vision_bottleneck_and_control_table_has_every_
     assert table.loc["freeze_vision", "vs_full_ci_high"] < 0
     assert table.loc["freeze_word_embeddings", "vs_full_ci_low"] <= 0 <= table.loc["freeze_word_embeddings", "vs_full_ci_high"]
     lines = vis.conclusions(vis.freezing_table(eps[eps["backbone"] == "m"]))
-    assert any("on metaworld: mean change -0.60" in line and "consistent with the paper" in line for line in lines)
+    assert any("on metaworld: mean change -0.60" in line and "same direction as the paper" in line and "not tested" in line
+               for line in lines)
+    tested = vis.conclusions(vis.freezing_table(eps[eps["backbone"] == "m"]), eps[eps["backbone"] == "m"])
+    assert any("m: vision frozen minus word embeddings frozen -0.60" in line and "seeds (3 vs 3, Welch t)" in line
+               and line.endswith("consistent with the paper.") for line in tested)
     # a second benchmark gets its own rows, compared with its own full fine-tuning (here: no effect)
     libero = eps[eps["backbone"] == "m"].assign(benchmark="libero", success_rate=0.5, successes=10)
     both = vis.freezing_table(pd.concat([eps[eps["backbone"] == "m"], libero], ignore_index=True))
     assert both.groupby("benchmark").size().to_dict() == {"libero": 3, "metaworld": 3}
     assert both.set_index(["benchmark", "freeze"]).loc[("libero", "freeze_vision"), "vs_full"] == 0
     assert any("on libero" in line and "not reproduced" in line for line in vis.conclusions(both))
+    both_eps = pd.concat([eps[eps["backbone"] == "m"], libero], ignore_index=True)
+    assert any("on libero" in line and line.endswith("not reproduced.") for line in vis.conclusions(both, both_eps))
     grid = vis.control_supervision_table(eps, "m")
     assert grid.shape == (3, 2) and grid.loc["no stage 1", "stage 2 vision frozen"].startswith("0.2")
     assert grid.loc["stage 1, vision frozen", "stage 2 vision trained"] == "not run"

@@ -120,8 +120,9 @@ def _cell(table: pd.DataFrame, freeze: str) -> str:
     return f"{row.success:.2f} [{row.pooled_ci_low:.2f}, {row.pooled_ci_high:.2f}] ({row.seeds} seed{'' if row.seeds == 1 else 's'})"
 
 
-def conclusions(freezing: pd.DataFrame) -> list[str]:
-    """Which of the paper's modality claims hold here, per benchmark, computed from the freezing table."""
+def conclusions(freezing: pd.DataFrame, episodes: pd.DataFrame | None = None) -> list[str]:
+    """Which of the paper's modality claims hold here, per benchmark, computed from the freezing table; with
+    the ``episodes`` behind it, vision frozen is tested against word embeddings frozen per backbone."""
     lines = []
     for row in freezing[freezing["freeze"] != FULL].itertuples():
         where = f"{row.backbone} on {row.benchmark}, {row.freeze}"
@@ -134,11 +135,31 @@ def conclusions(freezing: pd.DataFrame) -> list[str]:
                      f"(95% CI [{row.vs_full_ci_low:+.2f}, {row.vs_full_ci_high:+.2f}], p = {row.vs_full_p:.2g}, {row.vs_full_unit}; "
                      f"{'the interval excludes 0' if sig else 'not distinguishable from 0 at this number of seeds'}).")
     for benchmark, group in freezing.groupby("benchmark", sort=False):
-        vision = group[group["freeze"] == "freeze_vision"]["vs_full"].dropna()
-        words = group[group["freeze"] == "freeze_word_embeddings"]["vs_full"].dropna()
-        if len(vision) and len(words):
-            holds = vision.mean() < words.mean()
-            lines.append(f"Paper: freezing the vision encoder costs far more than freezing the word embeddings. Here, on "
-                         f"{benchmark}: mean change {vision.mean():+.2f} (vision frozen) vs {words.mean():+.2f} (word "
-                         f"embeddings frozen): {'consistent with the paper' if holds else 'not reproduced'}.")
+        change = group.dropna(subset=["vs_full"]).pivot_table(index="backbone", columns="freeze", values="vs_full")
+        if not {"freeze_vision", "freeze_word_embeddings"} <= set(change.columns):
+            continue
+        paired = change[["freeze_vision", "freeze_word_embeddings"]].dropna()  # backbones run in both conditions
+        if paired.empty:
+            continue
+        vision, words = paired["freeze_vision"], paired["freeze_word_embeddings"]
+        claim = ("Paper: freezing the vision encoder costs far more than freezing the word embeddings. Here, on "
+                 f"{benchmark}: mean change {vision.mean():+.2f} (vision frozen) vs {words.mean():+.2f} (word embeddings frozen) "
+                 f"over the {len(paired)} backbone(s) run in both")
+        if episodes is None:
+            lines.append(f"{claim}: {'same direction as the paper' if vision.mean() < words.mean() else 'not reproduced'} "
+                         "(the two conditions not tested against each other).")
+            continue
+        here = episodes[episodes["benchmark"] == benchmark]
+        tests = []
+        for backbone in paired.index:
+            mine = here[(here["backbone"] == backbone) & (here["freeze"] == "freeze_vision")]
+            theirs = here[(here["backbone"] == backbone) & (here["freeze"] == "freeze_word_embeddings")]
+            if mine.empty or theirs.empty:
+                continue
+            d = compare_success(mine, theirs)
+            verdict = ("consistent with the paper" if d["ci_high"] < 0 else "reversed" if d["ci_low"] > 0
+                       else "same direction, not distinguishable" if d["change"] < 0 else "not reproduced")
+            tests.append(f"{backbone}: vision frozen minus word embeddings frozen {d['change']:+.2f} (95% CI "
+                         f"[{d['ci_low']:+.2f}, {d['ci_high']:+.2f}], p = {d['p_value']:.2g}, {d['unit']}): {verdict}")
+        lines.append(f"{claim}. " + "; ".join(tests) + ".")
     return lines
