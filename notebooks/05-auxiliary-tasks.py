@@ -114,7 +114,7 @@ shown = [name for name in skills["name"] if name.startswith(f"{bases[0]}-aux-")]
 for name, table in auxiliary_examples(repo_path(aux_dir), shown).items():
     plots.auxiliary_examples(aux_store.frames, table, title=name)
     plt.show()
-    display(table.drop_duplicates(["prompt", "answer"])[["kind", "prompt", "answer", "before", "after"]].head(4))
+    display(plots.distinct_examples(table)[["kind", "prompt", "answer", "before", "after"]])
 
 # %% [markdown]
 # ## Conclusion (computed from the numbers above)

@@ -9,7 +9,6 @@ import argparse
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from .pipeline.errors import ConfigError
 from .pipeline.notebook import repo_root

@@ -154,12 +154,12 @@ def task_profile(episodes: pd.DataFrame) -> pd.DataFrame:
 
 def tied_with_best(group: pd.DataFrame) -> list[str]:
     """Backbones of one benchmark's ``main_table`` rows (best first, the best itself left out) whose upper
-    interval bound reaches the best mean: the seed t-interval where a backbone has 2+ seeds, else the pooled Wilson interval, each
-    name marked with the interval used ("seeds" / "episodes")."""
-    top = group.iloc[0]["success"]
-    upper = group["seed_ci_high"].where(group["seeds"] >= 2, group["pooled_ci_high"])
-    basis = np.where(group["seeds"] >= 2, "seeds", "episodes")
-    return [f"{b} ({how})" for i, (b, u, how) in enumerate(zip(group["backbone"], upper, basis)) if i > 0 and u >= top]
+    interval bound reaches the best mean: the seed t-interval where a backbone has 2+ seeds, else the
+    pooled Wilson interval, each name marked with the interval used ("seeds" / "episodes")."""
+    top, rest = group.iloc[0]["success"], group.iloc[1:]
+    upper = rest["seed_ci_high"].where(rest["seeds"] >= 2, rest["pooled_ci_high"])
+    basis = np.where(rest["seeds"] >= 2, "seeds", "episodes")
+    return [f"{b} ({how})" for b, u, how in zip(rest["backbone"], upper, basis) if u >= top]
 
 
 def how_sure(ci_low: float, ci_high: float, p_value: float, alpha: float = 0.05) -> str:

@@ -66,11 +66,17 @@ def radar(profile: pd.DataFrame, ax: plt.Axes | None = None) -> plt.Axes:
     return ax
 
 
+def distinct_examples(examples: pd.DataFrame, n: int = 4) -> pd.DataFrame:
+    """The first ``n`` example questions of a fine-tune (its examples.csv) that differ in prompt or answer:
+    consecutive held-out frames often repeat the same question."""
+    return examples.drop_duplicates(["prompt", "answer"]).head(n)
+
+
 def auxiliary_examples(frames: np.ndarray, examples: pd.DataFrame, title: str, n: int = 4) -> plt.Figure:
     """Up to ``n`` held-out auxiliary questions of one fine-tune (``examples``: its examples.csv, ``row``
     indexing ``frames``), each image titled with the question kind, the true answer and the answers before
     and after the fine-tune; questions repeating an earlier (prompt, answer) are left out."""
-    shown = examples.drop_duplicates(["prompt", "answer"]).head(n)
+    shown = distinct_examples(examples, n)
     fig, axes = plt.subplots(1, max(len(shown), 1), figsize=(2.6 * max(len(shown), 1), 3.2), squeeze=False)
     for ax, item in zip(axes[0], shown.itertuples()):
         ax.imshow(frames[int(item.row)])

@@ -115,7 +115,7 @@ def compare_success(mine: pd.DataFrame, theirs: pd.DataFrame) -> dict[str, Any]:
     Returns ``change``, ``ci_low``, ``ci_high``, ``p_value``, ``unit``, ``success`` and ``reference``
     (each side's success on the unit compared).
     """
-    a, b = (per_seed(x.assign(_all=0), ["_all"]).set_index("seed")["success_rate"] for x in (mine, theirs))
+    a, b = (per_seed(x, []).set_index("seed")["success_rate"] for x in (mine, theirs))
     if len(a) >= 2 and len(b) >= 2 and (a.var() > 0 or b.var() > 0):
         change, lo, hi, p = stats.welch_diff(a.to_numpy(), b.to_numpy())
         return {"change": change, "ci_low": lo, "ci_high": hi, "p_value": p, "unit": f"seeds ({len(a)} vs {len(b)}, Welch t)",

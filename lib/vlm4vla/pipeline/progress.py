@@ -12,6 +12,7 @@ runs ran (two at a time under ``make repro``); a resumed run's time counts its l
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +69,7 @@ def progress_report(states: list[RunState], jobs: int = 2) -> list[str]:
     remaining_s, unknown = 0.0, []
     for benchmark in dict.fromkeys(s.benchmark for s in states):
         mine = [s for s in states if s.benchmark == benchmark]
-        measured = [s.wall_time_s for s in mine if s.done and s.wall_time_s == s.wall_time_s]
+        measured = [s.wall_time_s for s in mine if s.done and math.isfinite(s.wall_time_s)]
         todo = sum(not s.done for s in mine)
         if not todo:
             continue
