@@ -81,3 +81,19 @@ def test_a_busy_dvc_lock_is_retried(tmp_path: Path) -> None:
 def test_jobs_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="jobs=0"):
         run_plan(Plan([], {}), 0, tmp_path, fake_launcher(tmp_path)[0])
+
+
+def test_first_patterns_move_stages_forward_but_upstream_still_runs_before(tmp_path: Path) -> None:
+    plan = make_plan(ORDER, UPSTREAM, changed={"a", "e"}, first=["d", "e"])
+    assert plan.order == ["d", "e", "a", "b", "c"]
+    launch, events = fake_launcher(tmp_path)
+    assert set(run_plan(plan, jobs=1, log_dir=tmp_path / "logs", launch=launch, echo=lambda s: None).values()) == {"ok"}
+    starts = [e.split()[1] for e in _events(events) if e.startswith("start")]
+    assert starts == ["e", "a", "b", "c", "d"]  # d asked first, but it waits for a, b and c
+
+
+def test_first_patterns_rank_by_the_first_pattern_matched() -> None:
+    order = ["train@bb-x-s0", "train@ax-y-s0", "train@ax-y-s1", "train@lb-z-s0", "report"]
+    upstream = {s: set() for s in order}
+    plan = make_plan(order, upstream, changed=set(order), first=["train@ax-*-s1", "train@*-s0"])
+    assert plan.order == ["train@ax-y-s1", "train@bb-x-s0", "train@ax-y-s0", "train@lb-z-s0", "report"]

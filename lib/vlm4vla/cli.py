@@ -53,11 +53,14 @@ def _index(args: argparse.Namespace) -> int:
 
 def _repro(args: argparse.Namespace) -> int:
     root = repo_root()
+    if args.first and (args.jobs < 2 or args.dvc_args):
+        raise SystemExit(f"--first {args.first}: orders the parallel scheduler's stages, so it needs --jobs 2 "
+                         "or more and no dvc arguments")
     write_params(args.profile, root)
     if args.jobs > 1 and not args.dvc_args:
         from .pipeline.schedule import parallel_repro
 
-        return parallel_repro(root, args.jobs)
+        return parallel_repro(root, args.jobs, args.first)
     cmd = ["dvc", "repro", *args.dvc_args]
     print("$", " ".join(cmd), flush=True)
     return subprocess.call(cmd, cwd=root, env=None)
@@ -87,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--profile", default="default")
     s.add_argument("--jobs", type=int, default=1,
                    help="stages at once (independent stages in separate `dvc repro --single-item`); 1: plain dvc repro")
+    s.add_argument("--first", nargs="+", default=[], metavar="PATTERN",
+                   help="with --jobs > 1: run stages matching these shell patterns first, in this order "
+                        "(e.g. 'train@ax-*-s0' 'train@lb-*')")
     s.add_argument("dvc_args", nargs="*", help="passed to dvc repro")
     s.set_defaults(func=_repro)
     s = sub.add_parser("progress", help="how many of params.yaml's policy runs have finished, and the time left")

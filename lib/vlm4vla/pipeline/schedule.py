@@ -16,13 +16,14 @@ output goes to ``artifacts/logs/<stage>.log``; one line per finished stage goes 
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 LOCK_MESSAGES = ("Unable to acquire lock", "is busy", "LockError")
 LOCK_RETRY_S = 3.0  # seconds between tries
@@ -58,10 +59,21 @@ def changed_stages(root: Path) -> set[str]:
     return set(json.loads(out or "{}"))
 
 
-def make_plan(order: list[str], upstream: Mapping[str, set[str]], changed: set[str]) -> Plan:
-    """The changed stages and everything downstream of them, in ``order``."""
+def make_plan(order: list[str], upstream: Mapping[str, set[str]], changed: set[str],
+              first: Sequence[str] = ()) -> Plan:
+    """The changed stages and everything downstream of them, in ``order``.
+
+    ``first``: shell patterns over stage addresses (``train@ax-*-s0``); matching stages move to the
+    front, by the first pattern they match, so a finding's runs can be had before the rest. A stage
+    still waits for its upstream stages, wherever they are in the order.
+    """
     todo = {s for s in order if s in changed or upstream.get(s, set()) & changed}
-    return Plan([s for s in order if s in todo], {s: set(upstream.get(s, set())) & todo for s in todo})
+
+    def rank(stage: str) -> int:
+        return next((i for i, pat in enumerate(first) if fnmatch.fnmatchcase(stage, pat)), len(first))
+
+    ordered = sorted((s for s in order if s in todo), key=rank)  # stable: ties keep ``order``
+    return Plan(ordered, {s: set(upstream.get(s, set())) & todo for s in todo})
 
 
 Launch = Callable[[str, Path], "subprocess.Popen[bytes]"]
@@ -120,10 +132,16 @@ def run_plan(plan: Plan, jobs: int, log_dir: Path, launch: Launch,
     return status
 
 
-def parallel_repro(root: Path, jobs: int) -> int:
-    """Reproduce every changed stage of the pipeline at ``root``, ``jobs`` at a time; 0 when all ran."""
+def parallel_repro(root: Path, jobs: int, first: Sequence[str] = ()) -> int:
+    """Reproduce every changed stage of the pipeline at ``root``, ``jobs`` at a time; 0 when all ran.
+
+    ``first``: patterns of stages to run before the others (see ``make_plan``).
+    """
     order, upstream = stage_graph(root)
-    plan = make_plan(order, upstream, changed_stages(root))
+    unknown = [pat for pat in first if not any(fnmatch.fnmatchcase(s, pat) for s in order)]
+    if unknown:
+        raise ValueError(f"--first {unknown}: match no stage of dvc.yaml; stages look like {order[:3]}")
+    plan = make_plan(order, upstream, changed_stages(root), first)
     print(f"{len(plan.order)} of {len(order)} stages to run, {jobs} at a time; logs in artifacts/logs/", flush=True)
     status = run_plan(plan, jobs, root / "artifacts" / "logs", dvc_launcher(root), echo=lambda s: print(s, flush=True))
     bad = sorted(s for s, v in status.items() if v != "ok")
