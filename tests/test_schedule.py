@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from vlm4vla.pipeline.schedule import Plan, make_plan, run_plan
+from vlm4vla.pipeline.schedule import Plan, make_plan, run_plan, stages_running
 
 # a -> b -> d, a -> c -> d, e independent
 ORDER = ["a", "b", "c", "e", "d"]
@@ -97,3 +97,19 @@ def test_first_patterns_rank_by_the_first_pattern_matched() -> None:
     upstream = {s: set() for s in order}
     plan = make_plan(order, upstream, changed=set(order), first=["train@ax-*-s1", "train@*-s0"])
     assert plan.order == ["train@ax-y-s1", "train@bb-x-s0", "train@ax-y-s0", "train@lb-z-s0", "report"]
+
+
+def test_stages_still_running_in_the_repository_are_found(tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    argv = [sys.executable, "-c", "import time; time.sleep(30)", "repro", "--single-item"]
+    mine = subprocess.Popen([*argv, "train@x"], cwd=tmp_path)
+    elsewhere = subprocess.Popen([*argv, "train@y"], cwd=other)
+    try:
+        assert stages_running(tmp_path) == {mine.pid: "train@x"}
+    finally:
+        mine.kill()
+        elsewhere.kill()
+        mine.wait()
+        elsewhere.wait()
+    assert stages_running(tmp_path) == {}

@@ -132,11 +132,32 @@ def run_plan(plan: Plan, jobs: int, log_dir: Path, launch: Launch,
     return status
 
 
+def stages_running(root: Path, proc: Path = Path("/proc")) -> dict[int, str]:
+    """``{pid: stage}`` of ``dvc repro --single-item <stage>`` processes already running in ``root``.
+
+    A stopped scheduler leaves its stages running; a second scheduler must not start them again.
+    """
+    found = {}
+    for entry in proc.glob("[0-9]*"):
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            cwd = Path(entry / "cwd").resolve()
+        except OSError:  # gone, or not ours to read
+            continue
+        if "--single-item" in argv and "repro" in argv and cwd == root.resolve():
+            found[int(entry.name)] = argv[argv.index("--single-item") + 1]
+    return found
+
+
 def parallel_repro(root: Path, jobs: int, first: Sequence[str] = ()) -> int:
     """Reproduce every changed stage of the pipeline at ``root``, ``jobs`` at a time; 0 when all ran.
 
     ``first``: patterns of stages to run before the others (see ``make_plan``).
     """
+    busy = stages_running(root)
+    if busy:
+        raise RuntimeError("stages still running from an earlier `vlm4vla repro` (pid: stage): "
+                           f"{dict(sorted(busy.items()))}; wait for them, or stop them, before planning again")
     order, upstream = stage_graph(root)
     unknown = [pat for pat in first if not any(fnmatch.fnmatchcase(s, pat) for s in order)]
     if unknown:
