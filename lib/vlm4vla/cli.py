@@ -67,9 +67,11 @@ def _repro(args: argparse.Namespace) -> int:
 
 
 def _progress(args: argparse.Namespace) -> int:
-    from .pipeline.progress import progress_report, run_progress
+    from .pipeline.progress import progress_report, run_progress, running_lines
+    from .pipeline.schedule import stages_running
 
-    print("\n".join(progress_report(run_progress(repo_root()), args.jobs)))
+    root = repo_root()
+    print("\n".join(progress_report(run_progress(root), args.jobs) + running_lines(root, stages_running(root))))
     return 0
 
 

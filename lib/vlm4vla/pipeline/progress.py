@@ -87,3 +87,27 @@ def progress_report(states: list[RunState], jobs: int = 2) -> list[str]:
     elif unknown:
         lines.append(f"remaining: {'; '.join(unknown)}")
     return lines
+
+
+def running_lines(root: Path, stages: dict[int, str]) -> list[str]:
+    """One line per running ``train@<run>`` stage (``stages``: pid -> stage, see
+    ``schedule.stages_running``): how far its training is (the last step DVCLive logged, of the steps
+    planned), or that it is evaluating (its training summary is written)."""
+    runs = (yaml.safe_load((Path(root) / "params.yaml").read_text()) or {}).get("runs") or {}
+    lines = []
+    for pid, stage in sorted(stages.items(), key=lambda item: item[1]):
+        name = stage.split("@", 1)[1] if stage.startswith("train@") else None
+        if name is None:
+            lines.append(f"  running: {stage} (pid {pid})")
+            continue
+        out = Path(root) / "artifacts/runs" / name
+        planned = ((runs.get(name) or {}).get("run") or {}).get("steps", "?")
+        live = out / "live" / "metrics.json"
+        if (out / "train_summary.json").is_file() and not (out / "eval_results.json").is_file():
+            state = "evaluating (training finished)"
+        elif live.is_file():
+            state = f"training, step {json.loads(live.read_text()).get('step', '?')} of {planned}"
+        else:
+            state = "starting"
+        lines.append(f"  running: {name}: {state} (pid {pid})")
+    return lines
