@@ -138,7 +138,10 @@ before.loc[[n for n in before.index if any(n == b or n.startswith(f"{b}-fast-") 
 
 # %%
 lines = vis.conclusions(freezing, episodes)
-display(Markdown("\n".join(f"- {line}" for line in lines)))
+display(Markdown("**Finding 3, freezing ablations**\n\n" + "\n".join(f"- {line}" for line in lines)))
+supervision = [line for base in bases for line in vis.supervision_conclusions(everything, base)]
+display(Markdown("**Finding 4, control-relevant supervision** (stage 1 rows against no stage 1, same stage 2)\n\n"
+                 + "\n".join(f"- {line}" for line in supervision)))
 write_metrics(metrics_path, {
     "runs": pd.concat([episodes, supervised])["run"].nunique(),
     **{f"mean_change_{freeze}_{benchmark}": float(group["vs_full"].mean())

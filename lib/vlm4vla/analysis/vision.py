@@ -113,6 +113,49 @@ def cell_probe_table(probes: pd.DataFrame, runs: dict[tuple[str, str], list[str]
     return pd.DataFrame.from_dict(cells, orient="index").loc[order, list(STAGE2_LABELS.values())]
 
 
+def supervision_conclusions(episodes: pd.DataFrame, base: str) -> list[str]:
+    """Finding 4 for ``base``, computed: each stage-1 row of the 3 x 2 table minus "no stage 1" in the
+    same stage-2 column (95% interval, p on ``compare_success``'s unit), next to the paper's change, then
+    the paper's central claim tested directly: with the vision encoder frozen in stage 2, a stage 1 that
+    trained the encoder beats one that kept it frozen."""
+    from .paper import CONTROL_SUPERVISION_TABLE as PAPER
+
+    def cell(stage1: str | None, stage2: str) -> pd.DataFrame:
+        backbone = base if stage1 is None else f"{base}-fast-{stage1}"
+        return episodes[(episodes["backbone"] == backbone) & (episodes["freeze"] == stage2)]
+
+    def verdict(d: dict[str, Any], paper_change: float) -> str:
+        sig = d["ci_low"] > 0 or d["ci_high"] < 0
+        if abs(paper_change) < 1.0:  # the paper sees no change (< 1 point)
+            return "interval excludes 0, unlike the paper" if sig else "no detectable change, as in the paper"
+        same = (d["change"] > 0) == (paper_change > 0)
+        return ("consistent with the paper" if sig and same else "reversed" if sig
+                else "same direction, not distinguishable" if same else "not reproduced")
+
+    def sentence(what: str, mine: pd.DataFrame, theirs: pd.DataFrame, paper_change: float) -> str:
+        d = compare_success(mine, theirs)
+        return (f"{what}: {d['change']:+.2f} (95% CI [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}], p = {d['p_value']:.2g}, "
+                f"{d['unit']}; paper {paper_change:+.1f} points): {verdict(d, paper_change)}")
+
+    lines = []
+    for stage2, column in STAGE2_LABELS.items():
+        reference = cell(None, stage2)
+        for stage1, row in STAGE1_LABELS.items():
+            mine = cell(stage1, stage2)
+            if mine.empty or reference.empty:
+                lines.append(f"{base}, {row}, {column}: not run yet" + ("" if not reference.empty else " (nor its no-stage-1 cell)") + ".")
+                continue
+            paper_change = PAPER[row][column] - PAPER["no stage 1"][column]
+            lines.append(sentence(f"{base}, {row} minus no stage 1, {column}", mine, reference, paper_change))
+    trained, frozen = cell("none", "freeze_vision"), cell("freeze_vision", "freeze_vision")
+    if not trained.empty and not frozen.empty:
+        paper_change = PAPER[STAGE1_LABELS["none"]][STAGE2_LABELS["freeze_vision"]] - PAPER[STAGE1_LABELS["freeze_vision"]][STAGE2_LABELS["freeze_vision"]]
+        lines.append("Paper: control supervision helps a frozen-vision policy only when stage 1 trains the vision "
+                     "encoder. " + sentence(f"Here, {base}, stage 2 vision frozen, stage 1 vision trained minus stage 1 "
+                                            "vision frozen", trained, frozen, paper_change) + ".")
+    return lines
+
+
 def _cell(table: pd.DataFrame, freeze: str) -> str:
     if freeze not in table.index:
         return "not run"
