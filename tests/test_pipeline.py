@@ -243,15 +243,21 @@ def test_progress_counts_finished_runs_and_estimates_from_measured_ones(tmp_path
 def test_progress_says_how_far_each_running_training_is(tmp_path):
     from vlm4vla.pipeline.progress import running_lines
 
-    runs = {name: {"run": {"steps": 3000}} for name in ("bb-a-s0", "bb-b-s0", "bb-c-s0")}
+    runs = {name: {"run": {"steps": 3000}} for name in ("bb-a-s0", "bb-b-s0", "bb-c-s0", "bb-d-s0")}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"runs": runs}))
     live = tmp_path / "artifacts/runs/bb-a-s0/live"
     live.mkdir(parents=True)
     (live / "metrics.json").write_text(json.dumps({"train": {"loss": 0.1}, "step": 1713}))
     (tmp_path / "artifacts/runs/bb-b-s0").mkdir()
     (tmp_path / "artifacts/runs/bb-b-s0/train_summary.json").write_text("{}")
-    lines = running_lines(tmp_path, {11: "train@bb-b-s0", 10: "train@bb-a-s0", 12: "train@bb-c-s0", 13: "zoo"})
+    (tmp_path / "artifacts/runs/bb-d-s0/live").mkdir(parents=True)
+    (tmp_path / "artifacts/runs/bb-d-s0/live/metrics.json").write_text(json.dumps({"step": 2999}))
+    (tmp_path / "artifacts/runs/bb-d-s0/train_summary.json").write_text("{}")
+    (tmp_path / "artifacts/runs/bb-d-s0/eval_results.json").write_text("{}")
+    lines = running_lines(tmp_path, {11: "train@bb-b-s0", 10: "train@bb-a-s0", 12: "train@bb-c-s0", 13: "zoo",
+                                     14: "train@bb-d-s0"})
     assert lines == ["  running: bb-a-s0: training, step 1713 of 3000 (pid 10)",
                      "  running: bb-b-s0: evaluating (training finished) (pid 11)",
                      "  running: bb-c-s0: starting (pid 12)",
+                     "  running: bb-d-s0: evaluated, writing its report (pid 14)",
                      "  running: zoo (pid 13)"]

@@ -103,7 +103,9 @@ def running_lines(root: Path, stages: dict[int, str]) -> list[str]:
         out = Path(root) / "artifacts/runs" / name
         planned = ((runs.get(name) or {}).get("run") or {}).get("steps", "?")
         live = out / "live" / "metrics.json"
-        if (out / "train_summary.json").is_file() and not (out / "eval_results.json").is_file():
+        if (out / "eval_results.json").is_file():
+            state = "evaluated, writing its report"
+        elif (out / "train_summary.json").is_file():
             state = "evaluating (training finished)"
         elif live.is_file():
             state = f"training, step {json.loads(live.read_text()).get('step', '?')} of {planned}"
