@@ -155,7 +155,7 @@ def test_supervision_conclusions_test_each_stage1_row_against_no_stage1_and_the_
     by_start = {line.split(":")[0]: line for line in lines}
     # stage 1 with vision trained lifts the frozen-vision policy by 0.4; the paper saw +18.1 points
     lifted = by_start["m, stage 1, vision trained minus no stage 1, stage 2 vision frozen"]
-    assert "+0.40" in lifted and "paper +18.1 points" in lifted and lifted.endswith("consistent with the paper")
+    assert "+0.40" in lifted and "paper +18.1 points" in lifted and lifted.endswith("consistent with the paper (the interval excludes 0)")
     # stage 1 with vision frozen changes nothing, as the paper saw (+0.4 points)
     assert by_start["m, stage 1, vision frozen minus no stage 1, stage 2 vision frozen"].endswith(
         "no detectable change, as in the paper")
@@ -163,7 +163,7 @@ def test_supervision_conclusions_test_each_stage1_row_against_no_stage1_and_the_
     assert by_start["m, stage 1, vision trained minus no stage 1, stage 2 vision trained"].endswith("not reproduced")
     assert "m, stage 1, vision frozen, stage 2 vision trained: not run yet." in lines
     assert lines[-1].startswith("Paper: control supervision helps a frozen-vision policy only when stage 1 trains")
-    assert "minus stage 1 vision frozen: +0.40" in lines[-1] and lines[-1].endswith("consistent with the paper.")
+    assert "minus stage 1 vision frozen: +0.40" in lines[-1] and lines[-1].endswith("consistent with the paper (the interval excludes 0).")
     # no stage 1 cells missing: said, not compared
     assert vis.supervision_conclusions(eps[eps["backbone"] != "m"], "m")[0].endswith("(nor its no-stage-1 cell).")
 

@@ -129,7 +129,8 @@ def supervision_conclusions(episodes: pd.DataFrame, base: str) -> list[str]:
         if abs(paper_change) < 1.0:  # the paper sees no change (< 1 point)
             return "interval excludes 0, unlike the paper" if sig else "no detectable change, as in the paper"
         same = (d["change"] > 0) == (paper_change > 0)
-        return ("consistent with the paper" if sig and same else "reversed" if sig
+        return ("consistent with the paper (the interval excludes 0)" if sig and same
+                else "reversed (the interval excludes 0, on the other side)" if sig
                 else "same direction, not distinguishable" if same else "not reproduced")
 
     def sentence(what: str, mine: pd.DataFrame, theirs: pd.DataFrame, paper_change: float) -> str:
