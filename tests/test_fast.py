@@ -183,3 +183,32 @@ def test_run_stage1_saves_a_loadable_backbone_with_its_fast_tokenizer(store: Dem
     assert all(t in backbone.tokenizer.get_vocab() for t in fast.special_tokens())
     assert FastTokenizer.load(saved).encode(action_chunks(store, 4)[0]) == fast.encode(action_chunks(store, 4)[0])
     assert "control_supervision" in backbone.card and (saved / "history.csv").is_file()
+
+
+def test_text_only_loss_has_known_answers() -> None:
+    from vlm4vla.analysis.vision import text_only_loss
+
+    assert text_only_loss([[1, 2], [1, 2]]) == 0.0  # one sequence, always: nothing to learn
+    # position 0 is 1 or 2, half each (log 2 nats); the end token is certain: 2 log 2 over 4 tokens
+    assert text_only_loss([[1], [2]]) == pytest.approx(np.log(2) / 2)
+    assert text_only_loss([[1], [2]], groups=["a", "b"]) == 0.0  # the prompt tells them apart
+
+
+def test_stage1_image_dependence_compares_own_and_shuffled_images(store: DemoStore, corpus, tmp_path: Path) -> None:
+    import dataclasses
+
+    from vlm4vla.analysis.vision import stage1_image_dependence, text_only_loss
+
+    base = make_backbone(TINY, corpus.train.texts()).save(tmp_path / "zoo" / "tiny")
+    fast = fit_fast(store, FAST)
+    summary = run_stage1(base, store, corpus.train, corpus.heldout, ControlConfig(steps=3, batch_size=4, progress=False,
+                                                                                   fast=FAST), fast, tmp_path / "out", n_probe=8)
+    saved = tmp_path / "out" / summary["name"]
+    table = stage1_image_dependence([saved], store, n=16)
+    row = table.loc[summary["name"]]
+    assert row["loss_before_stage1"] == summary["control_loss_before"]
+    assert row["image_gain"] == pytest.approx(row["loss_shuffled_image"] - row["loss_own_image"])
+    assert row["text_only_reference"] == pytest.approx(
+        text_only_loss([fast.encode(c) for c in action_chunks(store, 4)], list(store.table["instruction"])))
+    blank = dataclasses.replace(store, frames=np.zeros_like(store.frames))  # one image for all: shuffling changes nothing
+    assert stage1_image_dependence([saved], blank, n=16).loc[summary["name"], "image_gain"] == 0.0
