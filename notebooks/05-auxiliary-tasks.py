@@ -92,15 +92,20 @@ for base in bases:
 
 # %% [markdown]
 # ## Does auxiliary skill gained predict control gained?
+# Skill gained: the share of the task's held-out probe items answered right (`score`: exact answer, a
+# point within 4 px, grid cells) after the fine-tune minus before; one bounded scale for every task.
+# `skill_before` / `skill_after` are each task's headline metric as `04-auxiliary-vlms` reports it (mean
+# pixel error for pointing and planning, where one far-off parsed point dominates the mean).
 
 # %%
 joined, corr = aux.skill_vs_control(changes, skills)
-display(joined[["base", "aux_task", "skill_metric", "skill_before", "skill_after", "skill_gain", "vqa_before",
-                "vqa_after", "change"]].round(3))
+display(joined[["base", "aux_task", "skill_metric", "skill_before", "skill_after", "score_before", "score_after",
+                "skill_gain", "vqa_before", "vqa_after", "change"]].round(3))
 if len(joined):
     ax = sns.scatterplot(data=joined, x="skill_gain", y="change", hue="base", style="aux_task", s=70)
     ax.axhline(0, color="#999", lw=0.8)
-    ax.set(xlabel="auxiliary skill gained (sign: higher is better)", ylabel="VLA success change vs base")
+    ax.set(xlabel="auxiliary skill gained (share of probe items right, after - before)",
+           ylabel="VLA success change vs base")
     ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
 
 # %% [markdown]

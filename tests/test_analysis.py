@@ -185,6 +185,12 @@ def test_auxiliary_changes_and_skill_correlation():
     assert corr is not None and corr.n == 3
     lines = aux.conclusions(changes.reset_index(), corr)
     assert "pointing" in lines[0].split("significantly worse:")[1] and "best: dense" in lines[0]
+    # with item scores, the gain is the score's: a mean pixel error that rose through one far-off point
+    # (20 -> 60 px) does not turn a better share of points within tolerance (0.2 -> 0.3) into a loss
+    scored = skills.assign(skill_after=[60.0, 0.4, 0.3], score_before=[0.2, 0.1, 0.2], score_after=[0.3, 0.4, 0.3])
+    joined, _ = aux.skill_vs_control(changes.reset_index(), scored)
+    assert joined.set_index("aux_task").loc["pointing", "skill_gain"] == pytest.approx(0.1)
+    assert set(joined["gain_of"]) == {"score"}
 
 
 def test_one_seed_auxiliary_runs_are_compared_with_the_same_seed_base_over_episodes():

@@ -59,13 +59,24 @@ def versus_base(episodes: pd.DataFrame) -> pd.DataFrame:
 
 
 def skill_vs_control(changes: pd.DataFrame, skills: pd.DataFrame) -> tuple[pd.DataFrame, stats.Correlation | None]:
-    """Join auxiliary skill gained (after - before, sign-corrected for error metrics) with control gained."""
-    skills = skills.assign(skill_gain=skills["skill_after"] - skills["skill_before"])
-    if "skill_higher_is_better" in skills:
-        lower_better = ~skills["skill_higher_is_better"].astype(bool)
+    """Join auxiliary skill gained with control gained (VLA success change vs the base).
+
+    Skill gained is ``score_after - score_before`` when the summaries have it: the share of probe items
+    answered right (exact answer; a point within the task's pixel tolerance; grid cells), one bounded,
+    higher-is-better scale for every task. A mean pixel error is not used for the gain: one far-off
+    parsed point (an extra digit, "340" for "37") outweighs many good ones, and an unparsed answer is
+    scored as the image centre, which is a fair guess on a small frame. Without scores: the headline
+    skill, after - before, sign-corrected for error metrics.
+    """
+    if {"score_before", "score_after"} <= set(skills.columns):
+        skills = skills.assign(skill_gain=skills["score_after"] - skills["score_before"], gain_of="score")
     else:
-        lower_better = skills["skill_metric"].astype(str).str.contains("error")
-    skills.loc[lower_better, "skill_gain"] *= -1
+        skills = skills.assign(skill_gain=skills["skill_after"] - skills["skill_before"], gain_of=skills["skill_metric"])
+        if "skill_higher_is_better" in skills:
+            lower_better = ~skills["skill_higher_is_better"].astype(bool)
+        else:
+            lower_better = skills["skill_metric"].astype(str).str.contains("error")
+        skills.loc[lower_better, "skill_gain"] *= -1
     joined = changes.merge(skills.rename(columns={"task": "aux_task"}), on=["base", "aux_task"], how="inner")
     ok = joined[["skill_gain", "change"]].dropna()
     if len(ok) < 3 or ok["skill_gain"].nunique() < 2:
