@@ -39,7 +39,7 @@ from IPython.display import Markdown, display
 
 from vlm4vla.analysis import backbones as bb
 from vlm4vla.analysis import paper, plots
-from vlm4vla.analysis.baselines import above_blind, load_baselines, per_task_with_baselines
+from vlm4vla.analysis.baselines import above_blind, against_blind, load_baselines, per_task_with_baselines
 from vlm4vla.analysis.runs import coverage, coverage_note, load_early_checkpoints, load_finished
 from vlm4vla.analysis.zoo import load_probes
 from vlm4vla.pipeline.notebook import repo_root, write_metrics
@@ -177,6 +177,7 @@ selection.round(3)
 
 # %%
 lines = bb.conclusions(table, gaps, correlations)
+lines += against_blind(table, {b: load_baselines(root, b) for b in benchmarks})
 for row in transfer[transfer["method"] == "spearman"].itertuples():
     sure = "its interval excludes 0" if row.ci_low > 0 or row.ci_high < 0 else "its interval includes 0"
     lines.append(f"Backbone ranking across benchmarks ({row.benchmarks}): Spearman {row.coefficient:+.2f} (95% CI "

@@ -339,3 +339,17 @@ def test_auxiliary_example_figure_shows_distinct_questions_with_their_answers():
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == ["pointing: 1 2\nbefore: x\nafter: 1 2", "pointing: 3 4\nbefore: x\nafter: 3 3",
                       "pointing: 5 6\nbefore: x\nafter: 5 6"]  # the repeated (p, 1 2) question is shown once
+
+
+def test_against_blind_says_when_no_backbone_beats_replaying_a_demonstration():
+    from vlm4vla.analysis.baselines import against_blind
+
+    table = pd.DataFrame({"backbone": ["a", "b", "a"], "init": "pretrained", "benchmark": ["mw", "mw", "lb"],
+                          "success": [0.4, 0.1, 0.0]})
+    refs = {"mw": pd.DataFrame({"blind replay": [0.3]}, index=["mean"]),
+            "lb": pd.DataFrame({"blind replay": [0.81]}, index=["mean"])}
+    lines = against_blind(table, refs)
+    assert lines[0].startswith("On lb no backbone reaches the blind replay's 0.81 (best 0.00")
+    assert lines[1] == ("On mw, 1 of 2 backbones beat the blind replay's 0.30 (a demonstration's actions without "
+                        "images): a.")
+    assert against_blind(table, {"mw": pd.DataFrame(columns=[])}) == []  # no recorded references: nothing said

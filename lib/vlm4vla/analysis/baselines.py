@@ -52,3 +52,25 @@ def above_blind(table: pd.DataFrame, column: str) -> list[str]:
     """Tasks (not ``mean``) on which ``column`` beats the blind replay."""
     tasks = table.drop(index="mean", errors="ignore")
     return tasks.index[tasks[column] > tasks["blind replay"]].tolist()
+
+
+def against_blind(table: pd.DataFrame, references: dict[str, pd.DataFrame]) -> list[str]:
+    """Per benchmark, how the pretrained backbones' mean success (``table``: ``backbones.main_table``)
+    compares with the blind replay's (``references``: ``load_baselines`` per benchmark). When none
+    beats it, the ranking of backbones on that benchmark measures failure modes, not what vision adds."""
+    lines = []
+    pretrained = table[table["init"] == "pretrained"]
+    for benchmark, group in pretrained.groupby("benchmark"):
+        refs = references.get(benchmark)
+        if refs is None or "blind replay" not in refs.columns:
+            continue
+        blind = float(refs.loc["mean", "blind replay"])
+        above = group[group["success"] > blind]["backbone"].tolist()
+        if above:
+            lines.append(f"On {benchmark}, {len(above)} of {len(group)} backbones beat the blind replay's {blind:.2f} "
+                         f"(a demonstration's actions without images): {', '.join(above)}.")
+        else:
+            lines.append(f"On {benchmark} no backbone reaches the blind replay's {blind:.2f} (best {group['success'].max():.2f}; "
+                         "a demonstration's actions without images): the policies fail where replaying a demonstration "
+                         "succeeds, so their ranking here says little about what the VLM adds.")
+    return lines
