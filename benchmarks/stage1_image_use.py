@@ -18,14 +18,13 @@ import argparse
 import dataclasses
 import time
 
-import numpy as np
 import torch
 
-from vlm4vla.analysis.vision import text_only_loss
+from vlm4vla.analysis.vision import control_corpora, image_share, text_only_loss
 from vlm4vla.backbones.base import load_backbone
-from vlm4vla.backbones.control_supervision import (CONTROL_QTYPE, ControlConfig, add_fast_tokens, control_items,
-                                                   finetune_on_mix, fit_fast, item_losses, mixed_corpus)
-from vlm4vla.data.corpus import Corpus, load_corpus
+from vlm4vla.backbones.control_supervision import (CONTROL_QTYPE, ControlConfig, add_fast_tokens, finetune_on_mix,
+                                                   fit_fast, item_losses, mixed_corpus)
+from vlm4vla.data.corpus import load_corpus
 from vlm4vla.data.demos import DemoStore
 from vlm4vla.data.fast import FastConfig, action_chunks
 
@@ -49,9 +48,7 @@ def main() -> None:
     backbone = load_backbone(args.base)
     add_fast_tokens(backbone, fast)
     mix = mixed_corpus(store, load_corpus("artifacts/zoo/corpus/train"), fast, cfg.vqa_ratio, cfg.general_recipe, cfg.seed)
-    items = control_items(store, fast)
-    own = Corpus(store.frames, items)
-    shuffled = Corpus(store.frames, items.assign(image=np.random.default_rng(0).permutation(items["image"].to_numpy())))
+    own, shuffled = control_corpora(store, fast)
     reference = text_only_loss([fast.encode(c) for c in action_chunks(store, cfg.fast.chunk_size)],
                                list(store.table["instruction"]))
     before = item_losses(backbone, own, (CONTROL_QTYPE,), n=128)
@@ -62,8 +59,7 @@ def main() -> None:
     for block in range(args.blocks):
         finetune_on_mix(backbone, mix, args.variant, dataclasses.replace(cfg, seed=block).pretrain_config())
         with_image, without = (item_losses(backbone, c, (CONTROL_QTYPE,), n=128) for c in (own, shuffled))
-        share = (without - with_image) / (before - with_image)
-        print(f"| {(block + 1) * args.block} | {with_image:.3f} | {without:.3f} | {share:.1%} | "
+        print(f"| {(block + 1) * args.block} | {with_image:.3f} | {without:.3f} | {image_share(before, with_image, without):.1%} | "
               f"{time.perf_counter() - start:.0f} |", flush=True)
 
 

@@ -79,7 +79,8 @@ fig.tight_layout()
 # the blind replay (a demonstration's actions, no image) show how much of a task needs no vision.
 
 # %%
-baselines = load_baselines(root)
+references = {b: load_baselines(root, b) for b in dict.fromkeys(["metaworld", *benchmarks])}
+baselines = references["metaworld"]
 pretrained = fixed[(fixed["init"] == "pretrained") & (fixed["benchmark"] == "metaworld")]
 per_task = per_task_with_baselines(pretrained, "backbone", baselines)
 fig, ax = plt.subplots(figsize=(1.0 * per_task.shape[1] + 2, 0.45 * per_task.shape[0] + 1.5))
@@ -95,8 +96,7 @@ display(Markdown("Tasks where a backbone beats the blind replay: " + "; ".join(
 # %%
 for benchmark in [b for b in benchmarks if b != "metaworld"]:
     group = fixed[(fixed["init"] == "pretrained") & (fixed["benchmark"] == benchmark)]
-    references = load_baselines(root, benchmark)
-    grid = (per_task_with_baselines(group, "backbone", references) if len(references.columns)
+    grid = (per_task_with_baselines(group, "backbone", references[benchmark]) if len(references[benchmark].columns)
             else group.groupby(["task", "backbone"])["success_rate"].mean().unstack("backbone"))
     grid.index = [plots.short_task(t) for t in grid.index]
     fig, ax = plt.subplots(figsize=(1.0 * grid.shape[1] + 2, 0.45 * grid.shape[0] + 1.5))
@@ -177,7 +177,7 @@ selection.round(3)
 
 # %%
 lines = bb.conclusions(table, gaps, correlations)
-lines += against_blind(table, {b: load_baselines(root, b) for b in benchmarks})
+lines += against_blind(table, references)
 for row in transfer[transfer["method"] == "spearman"].itertuples():
     sure = "its interval excludes 0" if row.ci_low > 0 or row.ci_high < 0 else "its interval includes 0"
     lines.append(f"Backbone ranking across benchmarks ({row.benchmarks}): Spearman {row.coefficient:+.2f} (95% CI "

@@ -118,23 +118,11 @@ vqa.round(3)
 # (fitted in-sample on the same chunks).
 
 # %%
-stage1_dirs = [root / "artifacts/control-supervision" / f"{base}-fast-{variant}" for base in bases
-               for variant in vis.STAGE1_LABELS if (root / "artifacts/control-supervision" / f"{base}-fast-{variant}").is_dir()]
-dependence = vis.stage1_image_dependence(stage1_dirs, DemoStore.open(repo_path(demos_dir)), n=128)
+demos = DemoStore.open(repo_path(demos_dir))
+stage1_dirs = [root / "artifacts/control-supervision" / f"{base}-fast-{variant}" for base in bases for variant in vis.STAGE1_LABELS]
+dependence = vis.stage1_image_dependence([d for d in stage1_dirs if d.is_dir()], demos, n=128)
 display(dependence.round(3))
-IMAGE_SHARE_MIN = 0.05  # below this share of the learnt loss, stage 1 did not use the image to speak of
-check = []
-for name, row in dependence.iterrows():
-    learnt = row.loss_before_stage1 - row.loss_own_image
-    share = row.image_gain / learnt if learnt > 0 else float("nan")
-    check.append(f"{name}: stage 1 took the action-token loss from {row.loss_before_stage1:.2f} to {row.loss_own_image:.2f} "
-                 f"nats per token; shuffling the images costs {row.image_gain:+.3f}, so the image accounts for "
-                 f"{share:.1%} of what stage 1 learnt; the text-only reference is {row.text_only_reference:.2f}"
-                 + (" (stage 1 has not even reached what the instruction alone allows)"
-                    if row.loss_own_image > row.text_only_reference else "")
-                 + (f". Under {IMAGE_SHARE_MIN:.0%}: this stage 1 supervised the language side, not the vision encoder, so the "
-                    "rows above measure a perturbation of the backbone, not the paper's mechanism."
-                    if not share >= IMAGE_SHARE_MIN else "."))
+check = vis.image_dependence_lines(dependence)
 display(Markdown("\n".join(f"- {line}" for line in check)))
 
 # %% [markdown]
@@ -150,7 +138,7 @@ probe_cfg = rp.make_probe_config({"n_per_kind": 20, "seed": 0}, linear, random_t
 members = [rp.Member("policies", run, root / "artifacts/runs" / run / "policy" / "backbone")
            for base in bases for runs in vis.cell_runs(base, probe_seeds).values() for run in runs
            if (root / "artifacts/runs" / run / "policy" / "backbone" / "config.json").exists()]
-rp.probe_backbones(members, DemoStore.open(repo_path(demos_dir)), probe_cfg, repo_path(out_dir) / "probes")
+rp.probe_backbones(members, demos, probe_cfg, repo_path(out_dir) / "probes")
 policy_probes = rp.load_all(repo_path(out_dir) / "probes", ["policies"]).droplevel("group") if members else pd.DataFrame()
 scores = ["probe_linear_ee_r2", "probe_linear_object_r2", "probe_linear_gripper_r2"]
 for base in bases:

@@ -1,6 +1,7 @@
 """Finding analyses on synthetic runs whose answer is known."""
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -353,3 +354,18 @@ def test_against_blind_says_when_no_backbone_beats_replaying_a_demonstration():
     assert lines[1] == ("On mw, 1 of 2 backbones beat the blind replay's 0.30 (a demonstration's actions without "
                         "images): a.")
     assert against_blind(table, {"mw": pd.DataFrame(columns=[])}) == []  # no recorded references: nothing said
+
+
+def test_image_dependence_lines_say_when_stage1_did_not_use_the_image():
+    from vlm4vla.analysis import vision as vis
+
+    assert vis.image_share(before=8.0, own=4.0, shuffled=5.0) == 0.25  # the image: 1 of the 4 nats removed
+    assert math.isnan(vis.image_share(before=4.0, own=4.0, shuffled=4.0))  # nothing learnt: no share
+    dependence = pd.DataFrame({"loss_before_stage1": [8.0, 8.0], "loss_own_image": [4.0, 3.0],
+                               "loss_shuffled_image": [4.01, 4.0], "image_gain": [0.01, 1.0],
+                               "image_share": [0.0025, 0.2], "text_only_reference": [3.4, 3.4]},
+                              index=pd.Index(["blind", "looks"], name="backbone"))
+    blind, looks = vis.image_dependence_lines(dependence)
+    assert "accounts for 0.2% of what stage 1 learnt" in blind and "not even reached what the instruction alone" in blind
+    assert blind.endswith("not the paper's mechanism.")
+    assert "accounts for 20.0%" in looks and looks.endswith("the text-only reference is 3.40.")
