@@ -261,3 +261,33 @@ def test_progress_says_how_far_each_running_training_is(tmp_path):
                      "  running: bb-c-s0: starting (pid 12)",
                      "  running: bb-d-s0: evaluated, writing its report (pid 14)",
                      "  running: zoo (pid 13)"]
+
+
+def test_expected_stage_seconds_are_the_median_finished_run_of_the_same_benchmark(tmp_path):
+    from vlm4vla.pipeline.progress import expected_stage_seconds, run_progress
+
+    runs = {"bb-a-s0": {"run": {"seed": 0}}, "bb-a-s1": {"run": {"seed": 1}}, "bb-b-s0": {"run": {"seed": 0}},
+            "bb-b-s1": {"run": {"seed": 1}}, "lb-a-s0": {"suite": {"benchmark": "libero"}}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"runs": runs}))
+    metrics = tmp_path / "artifacts/metrics/runs"
+    metrics.mkdir(parents=True)
+    for name, wall in (("bb-a-s0", 600.0), ("bb-a-s1", 1000.0), ("bb-b-s0", 2000.0)):
+        (metrics / f"{name}.json").write_text(json.dumps({"wall_time_s": wall}))
+    # only unfinished runs; LIBERO has no finished run, so no estimate for it
+    assert expected_stage_seconds(run_progress(tmp_path)) == {"train@bb-b-s1": 1000.0}
+
+
+def test_until_takes_a_clock_time_or_a_span():
+    import datetime
+
+    from vlm4vla.cli import parse_until
+
+    now = datetime.datetime(2026, 11, 25, 3, 10, 30).timestamp()
+    assert parse_until("2h50m", now) == now + 2 * 3600 + 50 * 60
+    assert parse_until("170m", now) == parse_until("2h50m", now)
+    assert parse_until("3h", now) == now + 3 * 3600
+    assert parse_until("06:05", now) == datetime.datetime(2026, 11, 25, 6, 5).timestamp()
+    assert parse_until("03:00", now) == datetime.datetime(2026, 11, 26, 3, 0).timestamp()  # past: tomorrow
+    for bad in ("", "25:00", "soon", "2x", "6.5h"):
+        with pytest.raises(SystemExit, match="--until .*allowed a clock time HH:MM"):
+            parse_until(bad, now)

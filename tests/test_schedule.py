@@ -113,3 +113,45 @@ def test_stages_still_running_in_the_repository_are_found(tmp_path: Path) -> Non
         mine.wait()
         elsewhere.wait()
     assert stages_running(tmp_path) == {}
+
+
+class FakeClock:
+    """``time.time`` for run_plan: starts at 0 and moves on only when the test says."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_deadline_defers_the_runs_that_would_not_finish_and_starts_shorter_ones(tmp_path: Path) -> None:
+    # long (LIBERO-like) expected 3000 s, short ones 1000 s, report has no estimate; 1500 s left
+    order = ["long", "short1", "after_long", "short2", "report"]
+    upstream = {"long": set(), "short1": set(), "after_long": {"long"}, "short2": set(),
+                "report": {"short1", "short2"}}
+    launch, events = fake_launcher(tmp_path)
+    lines: list[str] = []
+    status = run_plan(Plan(order, upstream), 1, tmp_path / "logs", launch, echo=lines.append, deadline=1500.0,
+                      expected_s={"long": 3000.0, "short1": 1000.0, "short2": 1000.0, "after_long": 10.0},
+                      clock=FakeClock())
+    assert status == {"long": "deferred", "after_long": "deferred", "short1": "ok", "short2": "ok", "report": "ok"}
+    starts = [e.split()[1] for e in _events(events) if e.startswith("start")]
+    assert starts == ["short1", "short2", "report"]
+    assert any(line.startswith("deferred long (expected 50 min") for line in lines), lines
+    assert "deferred after_long (waits for long)" in lines
+
+
+def test_the_deadline_is_checked_when_a_stage_would_start_not_when_planned(tmp_path: Path) -> None:
+    clock = FakeClock()
+    launch, events = fake_launcher(tmp_path)
+
+    def late_launch(stage: str, log: Path) -> subprocess.Popen:
+        clock.now += 600.0  # each stage uses 10 minutes of the clock
+        return launch(stage, log)
+
+    status = run_plan(Plan(["a", "b", "c"], {}), 1, tmp_path / "logs", late_launch, echo=lambda s: None,
+                      deadline=1000.0, expected_s=dict.fromkeys("abc", 300.0), clock=clock)
+    # a starts at 0 (ends 900 expected), b at 600 (900 <= 1000), c at 1200: past the deadline
+    assert status == {"a": "ok", "b": "ok", "c": "deferred"}
+    assert _events(events) == ["start a", "end a", "start b", "end b"]

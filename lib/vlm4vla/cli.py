@@ -6,9 +6,12 @@ Parsing happens here only; every command calls one library function.
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
+import re
 import subprocess
 import sys
+import time
 
 from .pipeline.errors import ConfigError
 from .pipeline.notebook import repo_root
@@ -56,14 +59,32 @@ def _repro(args: argparse.Namespace) -> int:
     if args.first and (args.jobs < 2 or args.dvc_args):
         raise SystemExit(f"--first {args.first}: orders the parallel scheduler's stages, so it needs --jobs 2 "
                          "or more and no dvc arguments")
+    deadline = None if args.until is None else parse_until(args.until)
+    if deadline is not None and (args.jobs < 2 or args.dvc_args):
+        raise SystemExit(f"--until {args.until}: a deadline for the parallel scheduler, so it needs --jobs 2 "
+                         "or more and no dvc arguments")
     write_params(args.profile, root)
     if args.jobs > 1 and not args.dvc_args:
         from .pipeline.schedule import parallel_repro
 
-        return parallel_repro(root, args.jobs, args.first)
+        return parallel_repro(root, args.jobs, args.first, deadline)
     cmd = ["dvc", "repro", *args.dvc_args]
     print("$", " ".join(cmd), flush=True)
     return subprocess.call(cmd, cwd=root, env=None)
+
+
+def parse_until(text: str, now: float | None = None) -> float:
+    """``--until``: a clock time today ("06:05", tomorrow if already past) or a span from now ("2h50m",
+    "170m", "3h"); epoch seconds."""
+    now = time.time() if now is None else now
+    if clock := re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", text):
+        today = datetime.datetime.fromtimestamp(now).replace(hour=int(clock[1]), minute=int(clock[2]), second=0,
+                                                             microsecond=0)
+        at = today.timestamp()
+        return at if at > now else (today + datetime.timedelta(days=1)).timestamp()
+    if (span := re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?", text)) and text:
+        return now + 3600 * int(span[1] or 0) + 60 * int(span[2] or 0)
+    raise SystemExit(f"--until {text!r}: allowed a clock time HH:MM (e.g. 06:05) or a span such as 2h50m, 170m or 3h")
 
 
 def _progress(args: argparse.Namespace) -> int:
@@ -95,6 +116,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--first", nargs="+", default=[], metavar="PATTERN",
                    help="with --jobs > 1: run stages matching these shell patterns first, in this order "
                         "(e.g. 'train@ax-*-s0' 'train@lb-*')")
+    s.add_argument("--until", metavar="TIME",
+                   help="with --jobs > 1: start only the runs expected to finish by then (HH:MM, or a span such as "
+                        "2h50m); the rest wait for the next repro")
     s.add_argument("dvc_args", nargs="*", help="passed to dvc repro")
     s.set_defaults(func=_repro)
     s = sub.add_parser("progress", help="how many of params.yaml's policy runs have finished, and the time left")

@@ -67,19 +67,19 @@ def progress_report(states: list[RunState], jobs: int = 2) -> list[str]:
                             f"{sum(s.seed == seed for s in group)}" for seed in seeds)
         lines.append(f"  {family + '-*':<5} {benchmark:<10} {sum(s.done for s in group):>3}/{len(group):<3} ({by_seed})")
     remaining_s, unknown = 0.0, []
+    medians = _median_wall_times(states)
     for benchmark in dict.fromkeys(s.benchmark for s in states):
         mine = [s for s in states if s.benchmark == benchmark]
-        measured = [s.wall_time_s for s in mine if s.done and math.isfinite(s.wall_time_s)]
         todo = sum(not s.done for s in mine)
         if not todo:
             continue
-        if not measured:
+        if benchmark not in medians:
             unknown.append(f"{todo} {benchmark} runs (none finished yet, no measured time)")
             continue
-        median = statistics.median(measured)
+        median, measured = medians[benchmark]
         remaining_s += todo * median
         lines.append(f"  {benchmark}: {todo} runs to go at a median {median / 60:.0f} min each "
-                     f"(measured over {len(measured)} finished runs)")
+                     f"(measured over {measured} finished runs)")
     if remaining_s:
         lines.append(f"estimated remaining: {remaining_s / 3600:.1f} h of stage time, about "
                      f"{remaining_s / 3600 / jobs:.1f} h with {jobs} stages at once"
@@ -87,6 +87,21 @@ def progress_report(states: list[RunState], jobs: int = 2) -> list[str]:
     elif unknown:
         lines.append(f"remaining: {'; '.join(unknown)}")
     return lines
+
+
+def _median_wall_times(states: list[RunState]) -> dict[str, tuple[float, int]]:
+    """``{benchmark: (median wall time of its finished runs in s, how many)}``; benchmarks with none are absent."""
+    measured: dict[str, list[float]] = {}
+    for s in states:
+        if s.done and math.isfinite(s.wall_time_s):
+            measured.setdefault(s.benchmark, []).append(s.wall_time_s)
+    return {b: (statistics.median(times), len(times)) for b, times in measured.items()}
+
+
+def expected_stage_seconds(states: list[RunState]) -> dict[str, float]:
+    """``{"train@<run>": seconds}`` for each unfinished run whose benchmark has finished runs: their median."""
+    medians = _median_wall_times(states)
+    return {f"train@{s.name}": medians[s.benchmark][0] for s in states if not s.done and s.benchmark in medians}
 
 
 def running_lines(root: Path, stages: dict[int, str]) -> list[str]:

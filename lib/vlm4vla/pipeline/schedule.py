@@ -96,20 +96,36 @@ def _lock_failure(log: Path, start: int) -> bool:
     return any(m in text for m in LOCK_MESSAGES)
 
 
-def run_plan(plan: Plan, jobs: int, log_dir: Path, launch: Launch,
-             echo: Callable[[str], None] = print) -> dict[str, str]:
-    """Run ``plan`` with up to ``jobs`` stages at once. Returns ``{stage: "ok" | "failed" | "skipped"}``."""
+def run_plan(plan: Plan, jobs: int, log_dir: Path, launch: Launch, echo: Callable[[str], None] = print,
+             deadline: float | None = None, expected_s: Mapping[str, float] | None = None,
+             clock: Callable[[], float] = time.time) -> dict[str, str]:
+    """Run ``plan`` with up to ``jobs`` stages at once.
+
+    Returns ``{stage: "ok" | "failed" | "skipped" | "deferred"}``. With a ``deadline`` (a ``clock()``
+    time), a stage is started only if ``expected_s[stage]`` seconds from now end before it; one that
+    does not fit is deferred (left for the next sitting) and a later one that fits starts in its place.
+    A stage with no expected duration always fits. What depends on a deferred stage is deferred too.
+    """
     if jobs < 1:
         raise ValueError(f"jobs={jobs}: must be >= 1")
+    expected_s = expected_s or {}
     status: dict[str, str] = {}
     running: dict[str, tuple[subprocess.Popen, Path, int, float, int]] = {}
     waiting = list(plan.order)
     while waiting or running:
         for stage in [s for s in waiting if plan.upstream.get(s, set()) & {k for k, v in status.items() if v != "ok"}]:
             waiting.remove(stage)
-            status[stage] = "skipped"
-            echo(f"skipped  {stage} (an upstream stage failed)")
+            deferred = plan.upstream.get(stage, set()) & {k for k, v in status.items() if v == "deferred"}
+            status[stage] = "deferred" if deferred else "skipped"
+            echo(f"deferred {stage} (waits for {sorted(deferred)[0]})" if deferred
+                 else f"skipped  {stage} (an upstream stage failed)")
         ready = [s for s in waiting if plan.upstream.get(s, set()) <= {k for k, v in status.items() if v == "ok"}]
+        if deadline is not None:
+            for stage in [s for s in ready if clock() + expected_s.get(s, 0.0) > deadline]:
+                ready.remove(stage)
+                waiting.remove(stage)
+                status[stage] = "deferred"
+                echo(f"deferred {stage} (expected {expected_s[stage] / 60:.0f} min, more than is left before the deadline)")
         for stage in ready[: jobs - len(running)]:
             waiting.remove(stage)
             log = log_dir / f"{stage.replace('@', '--')}.log"
@@ -149,10 +165,13 @@ def stages_running(root: Path, proc: Path = Path("/proc")) -> dict[int, str]:
     return found
 
 
-def parallel_repro(root: Path, jobs: int, first: Sequence[str] = ()) -> int:
-    """Reproduce every changed stage of the pipeline at ``root``, ``jobs`` at a time; 0 when all ran.
+def parallel_repro(root: Path, jobs: int, first: Sequence[str] = (), deadline: float | None = None) -> int:
+    """Reproduce every changed stage of the pipeline at ``root``, ``jobs`` at a time; 0 when none failed.
 
-    ``first``: patterns of stages to run before the others (see ``make_plan``).
+    ``first``: patterns of stages to run before the others (see ``make_plan``). ``deadline`` (epoch
+    seconds): start only the runs expected to finish before it (``progress.expected_stage_seconds``:
+    the median finished run of the same benchmark), so a sitting that ends then does not leave a run
+    killed half-way through its evaluation, which restarts from scratch.
     """
     busy = stages_running(root)
     if busy:
@@ -164,8 +183,18 @@ def parallel_repro(root: Path, jobs: int, first: Sequence[str] = ()) -> int:
         raise ValueError(f"--first {unknown}: match no stage of dvc.yaml; stages look like {order[:3]}")
     plan = make_plan(order, upstream, changed_stages(root), first)
     print(f"{len(plan.order)} of {len(order)} stages to run, {jobs} at a time; logs in artifacts/logs/", flush=True)
-    status = run_plan(plan, jobs, root / "artifacts" / "logs", dvc_launcher(root), echo=lambda s: print(s, flush=True))
-    bad = sorted(s for s, v in status.items() if v != "ok")
+    expected = None
+    if deadline is not None:
+        from .progress import expected_stage_seconds, run_progress
+
+        expected = expected_stage_seconds(run_progress(root))
+    status = run_plan(plan, jobs, root / "artifacts" / "logs", dvc_launcher(root), echo=lambda s: print(s, flush=True),
+                      deadline=deadline, expected_s=expected)
+    deferred = sorted(s for s, v in status.items() if v == "deferred")
+    if deferred:
+        print(f"{len(deferred)} stages deferred to the next `vlm4vla repro` (they would not finish before "
+              f"{time.strftime('%H:%M', time.localtime(deadline))})", flush=True)
+    bad = sorted(s for s, v in status.items() if v in ("failed", "skipped"))
     if bad:
         print(f"not reproduced: {bad}", file=sys.stderr)
     return 1 if bad else 0
