@@ -155,3 +155,23 @@ def test_the_deadline_is_checked_when_a_stage_would_start_not_when_planned(tmp_p
     # a starts at 0 (ends 900 expected), b at 600 (900 <= 1000), c at 1200: past the deadline
     assert status == {"a": "ok", "b": "ok", "c": "deferred"}
     assert _events(events) == ["start a", "end a", "start b", "end b"]
+
+
+def test_stages_an_earlier_scheduler_still_runs_are_left_out_with_their_descendants() -> None:
+    plan = make_plan(ORDER, UPSTREAM, changed={"b", "c", "e"}, running={"b"})
+    assert plan.order == ["c", "e"]  # b runs elsewhere; d needs b, so it waits for the next plan
+    assert plan.upstream == {"c": set(), "e": set()}
+
+
+def test_stages_running_elsewhere_count_against_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import vlm4vla.pipeline.schedule as schedule
+
+    monkeypatch.setattr(schedule, "OTHERS_POLL_S", 0.0)
+    launch, events = fake_launcher(tmp_path)
+    # an earlier stage holds one of the 2 slots until a has ended (then it ends too)
+    def elsewhere() -> int:
+        return int(not events.exists() or "end a" not in _events(events))
+
+    status = run_plan(Plan(["a", "b"], {}), 2, tmp_path / "logs", launch, echo=lambda s: None, others=elsewhere)
+    assert status == {"a": "ok", "b": "ok"}
+    assert _events(events) == ["start a", "end a", "start b", "end b"]  # one slot free: no overlap

@@ -28,6 +28,7 @@ from typing import Callable, Mapping, Sequence
 LOCK_MESSAGES = ("Unable to acquire lock", "is busy", "LockError")
 LOCK_RETRY_S = 3.0  # seconds between tries
 LOCK_RETRIES = 100
+OTHERS_POLL_S = 5.0  # seconds between looks for an earlier scheduler's stages
 
 
 @dataclass
@@ -60,14 +61,17 @@ def changed_stages(root: Path) -> set[str]:
 
 
 def make_plan(order: list[str], upstream: Mapping[str, set[str]], changed: set[str],
-              first: Sequence[str] = ()) -> Plan:
+              first: Sequence[str] = (), running: set[str] = frozenset()) -> Plan:
     """The changed stages and everything downstream of them, in ``order``.
 
     ``first``: shell patterns over stage addresses (``train@ax-*-s0``); matching stages move to the
     front, by the first pattern they match, so a finding's runs can be had before the rest. A stage
-    still waits for its upstream stages, wherever they are in the order.
+    still waits for its upstream stages, wherever they are in the order. ``running``: stages an
+    earlier scheduler started and that still run; they and everything downstream of them are left out
+    (the next plan, once they are recorded, has what remains).
     """
     todo = {s for s in order if s in changed or upstream.get(s, set()) & changed}
+    todo -= {s for s in todo if s in running or upstream.get(s, set()) & running}
 
     def rank(stage: str) -> int:
         return next((i for i, pat in enumerate(first) if fnmatch.fnmatchcase(stage, pat)), len(first))
@@ -98,13 +102,15 @@ def _lock_failure(log: Path, start: int) -> bool:
 
 def run_plan(plan: Plan, jobs: int, log_dir: Path, launch: Launch, echo: Callable[[str], None] = print,
              deadline: float | None = None, expected_s: Mapping[str, float] | None = None,
-             clock: Callable[[], float] = time.time) -> dict[str, str]:
+             clock: Callable[[], float] = time.time, others: Callable[[], int] = lambda: 0) -> dict[str, str]:
     """Run ``plan`` with up to ``jobs`` stages at once.
 
     Returns ``{stage: "ok" | "failed" | "skipped" | "deferred"}``. With a ``deadline`` (a ``clock()``
     time), a stage is started only if ``expected_s[stage]`` seconds from now end before it; one that
     does not fit is deferred (left for the next sitting) and a later one that fits starts in its place.
     A stage with no expected duration always fits. What depends on a deferred stage is deferred too.
+    ``others()``: how many stages outside this plan still run (an earlier scheduler's); they count
+    against ``jobs`` (asked every few seconds).
     """
     if jobs < 1:
         raise ValueError(f"jobs={jobs}: must be >= 1")
@@ -112,7 +118,10 @@ def run_plan(plan: Plan, jobs: int, log_dir: Path, launch: Launch, echo: Callabl
     status: dict[str, str] = {}
     running: dict[str, tuple[subprocess.Popen, Path, int, float, int]] = {}
     waiting = list(plan.order)
+    busy_elsewhere, asked = others(), time.perf_counter()
     while waiting or running:
+        if busy_elsewhere and time.perf_counter() - asked > OTHERS_POLL_S:
+            busy_elsewhere, asked = others(), time.perf_counter()
         for stage in [s for s in waiting if plan.upstream.get(s, set()) & {k for k, v in status.items() if v != "ok"}]:
             waiting.remove(stage)
             deferred = plan.upstream.get(stage, set()) & {k for k, v in status.items() if v == "deferred"}
@@ -126,12 +135,12 @@ def run_plan(plan: Plan, jobs: int, log_dir: Path, launch: Launch, echo: Callabl
                 waiting.remove(stage)
                 status[stage] = "deferred"
                 echo(f"deferred {stage} (expected {expected_s[stage] / 60:.0f} min, more than is left before the deadline)")
-        for stage in ready[: jobs - len(running)]:
+        for stage in ready[: max(0, jobs - len(running) - busy_elsewhere)]:
             waiting.remove(stage)
             log = log_dir / f"{stage.replace('@', '--')}.log"
             start = log.stat().st_size if log.exists() else 0
             running[stage] = (launch(stage, log), log, start, time.perf_counter(), 0)
-        time.sleep(0.2 if running else 0)
+        time.sleep(0.2 if running or busy_elsewhere else 0)
         for stage, (proc, log, start, t0, tries) in list(running.items()):
             rc = proc.poll()
             if rc is None:
@@ -173,15 +182,15 @@ def parallel_repro(root: Path, jobs: int, first: Sequence[str] = (), deadline: f
     the median finished run of the same benchmark), so a sitting that ends then does not leave a run
     killed half-way through its evaluation, which restarts from scratch.
     """
-    busy = stages_running(root)
-    if busy:
-        raise RuntimeError("stages still running from an earlier `vlm4vla repro` (pid: stage): "
-                           f"{dict(sorted(busy.items()))}; wait for them, or stop them, before planning again")
+    busy = set(stages_running(root).values())
     order, upstream = stage_graph(root)
     unknown = [pat for pat in first if not any(fnmatch.fnmatchcase(s, pat) for s in order)]
     if unknown:
         raise ValueError(f"--first {unknown}: match no stage of dvc.yaml; stages look like {order[:3]}")
-    plan = make_plan(order, upstream, changed_stages(root), first)
+    plan = make_plan(order, upstream, changed_stages(root), first, running=busy)
+    if busy:  # a stopped scheduler's stages: never started twice, and what needs them waits for the next plan
+        print(f"still running from an earlier `vlm4vla repro`, left out with what depends on them: {sorted(busy)}",
+              flush=True)
     print(f"{len(plan.order)} of {len(order)} stages to run, {jobs} at a time; logs in artifacts/logs/", flush=True)
     expected = None
     if deadline is not None:
@@ -189,7 +198,8 @@ def parallel_repro(root: Path, jobs: int, first: Sequence[str] = (), deadline: f
 
         expected = expected_stage_seconds(run_progress(root))
     status = run_plan(plan, jobs, root / "artifacts" / "logs", dvc_launcher(root), echo=lambda s: print(s, flush=True),
-                      deadline=deadline, expected_s=expected)
+                      deadline=deadline, expected_s=expected,
+                      others=lambda: len(busy & set(stages_running(root).values())))
     deferred = sorted(s for s, v in status.items() if v == "deferred")
     if deferred:
         print(f"{len(deferred)} stages deferred to the next `vlm4vla repro` (they would not finish before "
