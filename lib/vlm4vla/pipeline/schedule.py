@@ -54,9 +54,13 @@ def stage_graph(root: Path) -> tuple[list[str], dict[str, set[str]]]:
     return order, upstream
 
 
-def changed_stages(root: Path) -> set[str]:
-    """Addresses of the stages ``dvc status`` reports as changed."""
-    out = subprocess.run(["dvc", "status", "--json"], cwd=root, capture_output=True, text=True, check=True).stdout
+def changed_stages(root: Path, targets: Sequence[str] = ()) -> set[str]:
+    """Addresses of the stages ``dvc status`` reports as changed (among ``targets``; all if none given).
+
+    A running stage holds DVC's lock on its outputs, so ``dvc status`` of it, or of a stage that reads
+    them, fails until it is recorded: leave those out of ``targets``.
+    """
+    out = subprocess.run(["dvc", "status", "--json", *targets], cwd=root, capture_output=True, text=True, check=True).stdout
     return set(json.loads(out or "{}"))
 
 
@@ -187,7 +191,9 @@ def parallel_repro(root: Path, jobs: int, first: Sequence[str] = (), deadline: f
     unknown = [pat for pat in first if not any(fnmatch.fnmatchcase(s, pat) for s in order)]
     if unknown:
         raise ValueError(f"--first {unknown}: match no stage of dvc.yaml; stages look like {order[:3]}")
-    plan = make_plan(order, upstream, changed_stages(root), first, running=busy)
+    held = busy | {s for s in order if upstream.get(s, set()) & busy}
+    changed = changed_stages(root, [s for s in order if s not in held] if busy else ())
+    plan = make_plan(order, upstream, changed, first, running=busy)
     if busy:  # a stopped scheduler's stages: never started twice, and what needs them waits for the next plan
         print(f"still running from an earlier `vlm4vla repro`, left out with what depends on them: {sorted(busy)}",
               flush=True)
