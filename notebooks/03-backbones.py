@@ -40,7 +40,7 @@ from IPython.display import Markdown, display
 from vlm4vla.analysis import backbones as bb
 from vlm4vla.analysis import paper, plots
 from vlm4vla.analysis.baselines import above_blind, against_blind, load_baselines, per_task_with_baselines
-from vlm4vla.analysis.runs import coverage, coverage_note, load_early_checkpoints, load_finished
+from vlm4vla.analysis.runs import coverage, coverage_note, load_early_checkpoints, load_finished, training_fit
 from vlm4vla.analysis.zoo import load_probes
 from vlm4vla.pipeline.notebook import repo_root, write_metrics
 
@@ -112,6 +112,32 @@ gaps = bb.init_gap(fixed)
 gaps.round(3)
 
 # %% [markdown]
+# ## How well each policy fitted its demonstrations, against its closed-loop success
+# The training figures over each run's last 200 steps (`history.csv`): the arm's Huber loss and the
+# share of gripper commands (open / closed) the head gets right on its training batches. A backbone
+# whose features cannot tell the phase of the task (is the gripper at the object yet?) shows it here
+# before any closed-loop episode; a well-fitted policy that still fails in closed loop points to
+# compounding errors instead. Correlations over runs, per benchmark.
+
+# %%
+fit = bb.fit_and_success(fixed, training_fit(root, sorted(fixed["run"].unique())))
+display(fit.set_index("run").sort_values(["benchmark", "success"], ascending=[True, False])
+        [["benchmark", "success", "loss_arm", "loss_gripper", "acc_gripper"]].round(3))
+fig, axes = plt.subplots(1, len(benchmarks), figsize=(5.5 * len(benchmarks), 3.6), squeeze=False)
+for ax, benchmark in zip(axes[0], benchmarks):
+    sns.scatterplot(data=fit[fit["benchmark"] == benchmark], x="acc_gripper", y="success", hue="backbone",
+                    hue_order=sorted(fit["backbone"].unique()), style="init", style_order=sorted(fit["init"].unique()),
+                    s=70, ax=ax, legend=ax is axes[0][-1])  # one colour per backbone in every panel
+    ax.set(title=f"{benchmark}: training fit vs closed-loop success", xlabel="gripper accuracy, last 200 training steps",
+           ylabel="closed-loop success")
+if axes[0][-1].get_legend():
+    sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), fontsize=8)
+fig.tight_layout()
+plt.show()
+fit_corr = bb.fit_correlations(fit)
+fit_corr.round(3) if len(fit_corr) else print("fewer than 3 runs per benchmark with a training history: no correlation")
+
+# %% [markdown]
 # ## General capability and embodied skill vs control
 # Per benchmark, one panel per probe: the zoo's probe score (x) against the VLA success of the
 # pretrained backbone (y), with a least-squares line. The bars are 95% intervals of success: over seeds
@@ -178,6 +204,7 @@ selection.round(3)
 # %%
 lines = bb.conclusions(table, gaps, correlations)
 lines += against_blind(table, references)
+lines += bb.fit_lines(fit_corr)
 for row in transfer[transfer["method"] == "spearman"].itertuples():
     sure = "its interval excludes 0" if row.ci_low > 0 or row.ci_high < 0 else "its interval includes 0"
     lines.append(f"Backbone ranking across benchmarks ({row.benchmarks}): Spearman {row.coefficient:+.2f} (95% CI "

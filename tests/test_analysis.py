@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from vlm4vla.analysis import backbones as bb
-from vlm4vla.analysis.runs import load_early_checkpoints, load_runs
+from vlm4vla.analysis.runs import load_early_checkpoints, load_runs, training_fit
 
 
 def _episodes(rates: dict[tuple[str, str], float], seeds=(0, 1, 2), tasks=("a", "b"), n=20, ks=(4, 1)) -> pd.DataFrame:
@@ -369,3 +369,38 @@ def test_image_dependence_lines_say_when_stage1_did_not_use_the_image():
     assert "accounts for 0.2% of what stage 1 learnt" in blind and "not even reached what the instruction alone" in blind
     assert blind.endswith("not the paper's mechanism.")
     assert "accounts for 20.0%" in looks and looks.endswith("the text-only reference is 3.40.")
+
+
+def test_training_fit_averages_the_last_logged_steps_of_each_run(tmp_path):
+    run = tmp_path / "artifacts/runs/bb-x-s0"
+    run.mkdir(parents=True)
+    steps = np.arange(1, 11)
+    history = pd.DataFrame({"step": steps, "loss": 0.0, "loss_arm": steps / 10, "loss_gripper": 1.0,
+                            "acc_gripper": (steps > 8).astype(float)})
+    history.iloc[::-1].to_csv(run / "history.csv", index=False)  # rows out of step order
+    fit = training_fit(tmp_path, ["bb-x-s0", "bb-missing-s0"], last=2)
+    assert list(fit.index) == ["bb-x-s0"]  # no history: left out
+    # the last two steps (9, 10) by step, not by file order
+    assert fit.loc["bb-x-s0"].to_dict() == pytest.approx({"loss_arm": 0.95, "loss_gripper": 1.0, "acc_gripper": 1.0})
+
+
+def test_fit_correlations_recover_a_monotone_fit_success_relation_per_benchmark():
+    rows, fit = [], {}
+    for i in range(5):
+        for benchmark, sign in (("metaworld", 1), ("libero", -1)):
+            run = f"bb-b{i}-{benchmark}"
+            rows += [{"run": run, "backbone": f"b{i}", "init": "pretrained", "seed": 0, "benchmark": benchmark,
+                      "k": 4, "task": t, "successes": 0, "n": 10, "success_rate": 0.1 * i + 0.01 * j}
+                     for j, t in enumerate(["t1", "t2"])]
+            fit[run] = {"loss_arm": 1.0 - 0.1 * i, "loss_gripper": 0.5, "acc_gripper": 0.5 + sign * 0.05 * i}
+    per_run = bb.fit_and_success(pd.DataFrame(rows), pd.DataFrame.from_dict(fit, orient="index"))
+    assert per_run.set_index("run").loc["bb-b2-libero", "success"] == pytest.approx(0.205)  # mean over tasks
+    correlations = bb.fit_correlations(per_run)
+    table = correlations.set_index(["benchmark", "fit", "method"])
+    assert table.loc[("metaworld", "acc_gripper", "spearman"), "coefficient"] == pytest.approx(1.0)
+    assert table.loc[("libero", "acc_gripper", "spearman"), "coefficient"] == pytest.approx(-1.0)
+    assert table.loc[("metaworld", "loss_arm", "spearman"), "coefficient"] == pytest.approx(-1.0)
+    assert ("metaworld", "loss_gripper", "spearman") not in table.index  # the same for every run: no coefficient
+    lines = bb.fit_lines(correlations)
+    assert len(lines) == 2 and all("n = 5 runs" in line for line in lines)
+    assert any(line.startswith("Training fit vs closed-loop success on libero") and "Spearman -1.00" in line for line in lines)

@@ -12,7 +12,7 @@ import pandas as pd
 
 from vlm4vla import stats
 
-from .runs import compare_success, per_seed
+from .runs import FIT_COLUMNS, compare_success, per_seed
 
 
 def fixed_k(episodes: pd.DataFrame, k: int | None = None) -> pd.DataFrame:
@@ -88,6 +88,38 @@ def correlations_by_benchmark(table: pd.DataFrame, probes: pd.DataFrame, seed: i
         frames.append(capability_correlations(success, probes, seed=seed).assign(benchmark=benchmark))
     columns = ["benchmark", "probe", "method", "coefficient", "ci_low", "ci_high", "p_value", "n"]
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+def fit_and_success(fixed: pd.DataFrame, fit: pd.DataFrame) -> pd.DataFrame:
+    """One row per run: its closed-loop success (mean over tasks, ``fixed``'s k) next to how well it fitted
+    its demonstrations (``runs.training_fit``, indexed by run; a run without one gets NaN)."""
+    per_run = fixed.groupby(["run", "backbone", "init", "seed", "benchmark"], as_index=False)["success_rate"].mean()
+    return per_run.rename(columns={"success_rate": "success"}).join(fit, on="run")
+
+
+def fit_correlations(runs: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Per benchmark, Spearman and Pearson of each training-fit column against success over runs
+    (``fit_and_success`` rows; the unit is the run, so seeds of one backbone count separately)."""
+    frames = []
+    for benchmark, group in runs.dropna(subset=FIT_COLUMNS).groupby("benchmark"):
+        indexed = group.set_index("run")
+        frames.append(capability_correlations(indexed["success"], indexed[FIT_COLUMNS], seed=seed)
+                      .rename(columns={"probe": "fit"}).assign(benchmark=benchmark))
+    columns = ["benchmark", "fit", "method", "coefficient", "ci_low", "ci_high", "p_value", "n"]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+def fit_lines(fit_corr: pd.DataFrame) -> list[str]:
+    """Conclusion lines from ``fit_correlations``: does the gripper accuracy a policy reached on its training
+    batches predict its closed-loop success, per benchmark (Spearman over runs)?"""
+    lines = []
+    rows = fit_corr[(fit_corr["fit"] == "acc_gripper") & (fit_corr["method"] == "spearman")]
+    for row in rows.itertuples():
+        lines.append(f"Training fit vs closed-loop success on {row.benchmark}: the gripper accuracy a run reached on its "
+                     f"training batches, Spearman {row.coefficient:+.2f} (95% CI [{row.ci_low:+.2f}, {row.ci_high:+.2f}], "
+                     f"permutation p = {row.p_value:.2g}, n = {row.n} runs); "
+                     f"{how_sure(row.ci_low, row.ci_high, row.p_value)}. {detectable(row.n, 'runs')}")
+    return lines
 
 
 def cross_benchmark(table: pd.DataFrame, seed: int = 0) -> pd.DataFrame:

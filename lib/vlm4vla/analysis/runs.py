@@ -98,6 +98,25 @@ def load_finished(root: Path, prefixes: list[str] | tuple[str, ...], required: b
     return pd.concat(frames, ignore_index=True)
 
 
+FIT_COLUMNS = ["loss_arm", "loss_gripper", "acc_gripper"]
+
+
+def training_fit(root: Path, runs: list[str] | tuple[str, ...], last: int = 200) -> pd.DataFrame:
+    """How well each run fitted its demonstrations: ``FIT_COLUMNS`` of its ``history.csv`` averaged over
+    the last ``last`` logged steps (one row per run, indexed by run name; a run without history is left out).
+
+    ``acc_gripper`` is the share of the batch's gripper commands (open / closed) the head gets right,
+    the one training figure on the same scale for every benchmark.
+    """
+    rows = {}
+    for run in runs:
+        history_file = Path(root) / "artifacts/runs" / run / "history.csv"
+        if history_file.is_file():
+            history = pd.read_csv(history_file).sort_values("step")
+            rows[run] = history[FIT_COLUMNS].tail(last).mean()
+    return pd.DataFrame.from_dict(rows, orient="index", columns=FIT_COLUMNS).rename_axis("run")
+
+
 def per_seed(episodes: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """Mean success over tasks for each seed of each group (the unit of replication is the seed)."""
     return episodes.groupby([*by, "seed"], as_index=False)["success_rate"].mean()
