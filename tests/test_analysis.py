@@ -2,6 +2,7 @@
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -401,6 +402,10 @@ def test_fit_correlations_recover_a_monotone_fit_success_relation_per_benchmark(
     assert table.loc[("libero", "acc_gripper", "spearman"), "coefficient"] == pytest.approx(-1.0)
     assert table.loc[("metaworld", "loss_arm", "spearman"), "coefficient"] == pytest.approx(-1.0)
     assert ("metaworld", "loss_gripper", "spearman") not in table.index  # the same for every run: no coefficient
+    flat = per_run.assign(success=0.5)  # the same success everywhere: nothing to correlate, and no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert bb.fit_correlations(flat).empty
     lines = bb.fit_lines(correlations)
     assert len(lines) == 2 and all("n = 5 runs" in line for line in lines)
     assert any(line.startswith("Training fit vs closed-loop success on libero") and "Spearman -1.00" in line for line in lines)

@@ -58,14 +58,15 @@ def capability_correlations(success: pd.Series, probes: pd.DataFrame, seed: int 
     ``success``: mean success indexed by backbone; ``probes``: numeric probe scores indexed by backbone.
     Bootstrap CIs resample backbones (a resample that repeats one backbone has no coefficient and is
     dropped); p-values are two-sided permutation tests. A probe with fewer than 3 backbones or the same
-    score for all of them has no correlation and no row (``constant_probes`` names the latter).
+    score for all of them has no correlation and no row (``constant_probes`` names the latter); nor has
+    any probe when success is the same for all of them.
     """
     rows = []
     common = success.index.intersection(probes.index)
     for probe in probes.columns:
         x = probes.loc[common, probe].astype(float)
         ok = x.notna()
-        if ok.sum() < 3 or x[ok].nunique() < 2:
+        if ok.sum() < 3 or x[ok].nunique() < 2 or success[common][ok].nunique() < 2:
             continue
         for method in ("spearman", "pearson"):
             r = stats.correlation(x[ok].to_numpy(), success[common][ok].to_numpy(), method=method, seed=seed)
