@@ -29,6 +29,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from vlm4vla.analysis.runs import fit_at
 from vlm4vla.pipeline.notebook import repo_root
 from vlm4vla.stats import wilson_interval
 from vlm4vla.train import make_run_config, resolve_paths, train_to_milestone
@@ -75,17 +76,18 @@ def main() -> None:
     for steps in sorted(args.steps):
         t0 = time.perf_counter()
         policy = out / f"policy-step{steps}"
-        if not policy.exists():
+        trained = not policy.exists()
+        if trained:
             policy = train_to_milestone(replace(cfg, train=replace(cfg.train, steps=steps)), out, steps, progress=False)
-        result, _ = cached_evaluate(policy, suite_cfg, eval_cfg, out / "evals" / f"step{steps}.json")
-        _row(out, steps, result["overall"]["successes"], result["overall"]["n"], f"{(time.perf_counter() - t0) / 60:.1f}")
+        result, reused = cached_evaluate(policy, suite_cfg, eval_cfg, out / "evals" / f"step{steps}.json")
+        minutes = "(stored)" if reused and not trained else f"{(time.perf_counter() - t0) / 60:.1f}"
+        _row(out, steps, result["overall"]["successes"], result["overall"]["n"], minutes)
 
 
 def _row(out: Path, steps: int, k: int, n: int, minutes: str) -> None:
-    history = pd.read_csv(out / "history.csv")
-    last = history[(history.step > steps - 200) & (history.step <= steps)]
+    fit = fit_at(pd.read_csv(out / "history.csv"), step=steps)
     lo, hi = wilson_interval(k, n)
-    print(f"| {steps} | {last.loss_arm.mean():.4f} | {last.loss_gripper.mean():.3f} | {last.acc_gripper.mean():.3f} "
+    print(f"| {steps} | {fit.loss_arm:.4f} | {fit.loss_gripper:.3f} | {fit.acc_gripper:.3f} "
           f"| {k}/{n} | [{lo:.2f}, {hi:.2f}] | {minutes} |", flush=True)
 
 

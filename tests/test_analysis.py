@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from vlm4vla.analysis import backbones as bb
-from vlm4vla.analysis.runs import load_early_checkpoints, load_runs, training_fit
+from vlm4vla.analysis.runs import fit_at, load_early_checkpoints, load_runs, training_fit
 
 
 def _episodes(rates: dict[tuple[str, str], float], seeds=(0, 1, 2), tasks=("a", "b"), n=20, ks=(4, 1)) -> pd.DataFrame:
@@ -383,6 +383,8 @@ def test_training_fit_averages_the_last_logged_steps_of_each_run(tmp_path):
     assert list(fit.index) == ["bb-x-s0"]  # no history: left out
     # the last two steps (9, 10) by step, not by file order
     assert fit.loc["bb-x-s0"].to_dict() == pytest.approx({"loss_arm": 0.95, "loss_gripper": 1.0, "acc_gripper": 1.0})
+    # up to an earlier step: steps 7 and 8
+    assert fit_at(history, step=8, last=2).to_dict() == pytest.approx({"loss_arm": 0.75, "loss_gripper": 1.0, "acc_gripper": 0.0})
 
 
 def test_fit_correlations_recover_a_monotone_fit_success_relation_per_benchmark():

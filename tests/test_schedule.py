@@ -175,3 +175,15 @@ def test_stages_running_elsewhere_count_against_jobs(tmp_path: Path, monkeypatch
     status = run_plan(Plan(["a", "b"], {}), 2, tmp_path / "logs", launch, echo=lambda s: None, others=elsewhere)
     assert status == {"a": "ok", "b": "ok"}
     assert _events(events) == ["start a", "end a", "start b", "end b"]  # one slot free: no overlap
+
+
+def test_after_the_deadline_a_stage_without_an_estimate_is_deferred_too(tmp_path: Path) -> None:
+    clock = FakeClock()
+    clock.now = 2000.0  # past the deadline before anything starts
+    launch, events = fake_launcher(tmp_path)
+    lines: list[str] = []
+    status = run_plan(Plan(["report"], {}), 1, tmp_path / "logs", launch, echo=lines.append, deadline=1000.0,
+                      expected_s={}, clock=clock)
+    assert status == {"report": "deferred"}
+    assert lines == ["deferred report (the deadline has passed)"]
+    assert not events.exists()

@@ -56,13 +56,11 @@ def _index(args: argparse.Namespace) -> int:
 
 def _repro(args: argparse.Namespace) -> int:
     root = repo_root()
-    if args.first and (args.jobs < 2 or args.dvc_args):
-        raise SystemExit(f"--first {args.first}: orders the parallel scheduler's stages, so it needs --jobs 2 "
-                         "or more and no dvc arguments")
+    for option, value in (("--first", args.first), ("--until", args.until)):
+        if value and (args.jobs < 2 or args.dvc_args):
+            raise SystemExit(f"{option} {value}: an option of the parallel scheduler, so it needs --jobs 2 "
+                             "or more and no dvc arguments")
     deadline = None if args.until is None else parse_until(args.until)
-    if deadline is not None and (args.jobs < 2 or args.dvc_args):
-        raise SystemExit(f"--until {args.until}: a deadline for the parallel scheduler, so it needs --jobs 2 "
-                         "or more and no dvc arguments")
     write_params(args.profile, root)
     if args.jobs > 1 and not args.dvc_args:
         from .pipeline.schedule import parallel_repro

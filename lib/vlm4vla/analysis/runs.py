@@ -112,9 +112,17 @@ def training_fit(root: Path, runs: list[str] | tuple[str, ...], last: int = 200)
     for run in runs:
         history_file = Path(root) / "artifacts/runs" / run / "history.csv"
         if history_file.is_file():
-            history = pd.read_csv(history_file).sort_values("step")
-            rows[run] = history[FIT_COLUMNS].tail(last).mean()
+            rows[run] = fit_at(pd.read_csv(history_file), last=last)
     return pd.DataFrame.from_dict(rows, orient="index", columns=FIT_COLUMNS).rename_axis("run")
+
+
+def fit_at(history: pd.DataFrame, step: int | None = None, last: int = 200) -> pd.Series:
+    """``FIT_COLUMNS`` of a ``history.csv`` table averaged over the ``last`` logged steps up to ``step``
+    (the end of training if None)."""
+    history = history.sort_values("step")
+    if step is not None:
+        history = history[history["step"] <= step]
+    return history[FIT_COLUMNS].tail(last).mean()
 
 
 def per_seed(episodes: pd.DataFrame, by: list[str]) -> pd.DataFrame:

@@ -74,14 +74,18 @@ def make_plan(order: list[str], upstream: Mapping[str, set[str]], changed: set[s
     earlier scheduler started and that still run; they and everything downstream of them are left out
     (the next plan, once they are recorded, has what remains).
     """
-    todo = {s for s in order if s in changed or upstream.get(s, set()) & changed}
-    todo -= {s for s in todo if s in running or upstream.get(s, set()) & running}
+    todo = with_descendants(order, upstream, changed) - with_descendants(order, upstream, running)
 
     def rank(stage: str) -> int:
         return next((i for i, pat in enumerate(first) if fnmatch.fnmatchcase(stage, pat)), len(first))
 
     ordered = sorted((s for s in order if s in todo), key=rank)  # stable: ties keep ``order``
     return Plan(ordered, {s: set(upstream.get(s, set())) & todo for s in todo})
+
+
+def with_descendants(order: list[str], upstream: Mapping[str, set[str]], stages: set[str]) -> set[str]:
+    """``stages`` and every stage of ``order`` downstream of one of them (``upstream`` is transitive)."""
+    return {s for s in order if s in stages or upstream.get(s, set()) & stages}
 
 
 Launch = Callable[[str, Path], "subprocess.Popen[bytes]"]
@@ -112,7 +116,8 @@ def run_plan(plan: Plan, jobs: int, log_dir: Path, launch: Launch, echo: Callabl
     Returns ``{stage: "ok" | "failed" | "skipped" | "deferred"}``. With a ``deadline`` (a ``clock()``
     time), a stage is started only if ``expected_s[stage]`` seconds from now end before it; one that
     does not fit is deferred (left for the next sitting) and a later one that fits starts in its place.
-    A stage with no expected duration always fits. What depends on a deferred stage is deferred too.
+    A stage with no expected duration fits until the deadline itself has passed. What depends on a
+    deferred stage is deferred too.
     ``others()``: how many stages outside this plan still run (an earlier scheduler's); they count
     against ``jobs`` (asked every few seconds).
     """
@@ -138,7 +143,8 @@ def run_plan(plan: Plan, jobs: int, log_dir: Path, launch: Launch, echo: Callabl
                 ready.remove(stage)
                 waiting.remove(stage)
                 status[stage] = "deferred"
-                echo(f"deferred {stage} (expected {expected_s[stage] / 60:.0f} min, more than is left before the deadline)")
+                echo(f"deferred {stage} (expected {expected_s[stage] / 60:.0f} min, more than is left before the deadline)"
+                     if stage in expected_s else f"deferred {stage} (the deadline has passed)")
         for stage in ready[: max(0, jobs - len(running) - busy_elsewhere)]:
             waiting.remove(stage)
             log = log_dir / f"{stage.replace('@', '--')}.log"
@@ -191,7 +197,7 @@ def parallel_repro(root: Path, jobs: int, first: Sequence[str] = (), deadline: f
     unknown = [pat for pat in first if not any(fnmatch.fnmatchcase(s, pat) for s in order)]
     if unknown:
         raise ValueError(f"--first {unknown}: match no stage of dvc.yaml; stages look like {order[:3]}")
-    held = busy | {s for s in order if upstream.get(s, set()) & busy}
+    held = with_descendants(order, upstream, busy)
     changed = changed_stages(root, [s for s in order if s not in held] if busy else ())
     plan = make_plan(order, upstream, changed, first, running=busy)
     if busy:  # a stopped scheduler's stages: never started twice, and what needs them waits for the next plan
