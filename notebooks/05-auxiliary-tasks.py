@@ -55,13 +55,14 @@ display(Markdown(coverage_note(coverage(root, ["ax-"]))))
 
 # %%
 points = aux.seed_success(episodes)
+labelled = aux.label_aux(episodes)
 fig, axes = plt.subplots(1, len(bases), figsize=(6 * len(bases), 3.8), squeeze=False)
 for ax, base in zip(axes[0], bases):
     data = points[points["base"] == base]
     order = ["none", *sorted(set(data["aux_task"]) - {"none"})]
     sns.boxplot(data=data, x="aux_task", y="success_rate", order=order, ax=ax, color="#cde")
-    sns.stripplot(data=data, x="aux_task", y="success_rate", order=order, ax=ax, color="#333", size=4)
-    ax.set(title=f"{base}: VLA success per seed ('none' = the base)", xlabel="", ylabel="mean success")
+    plots.seed_points(labelled[labelled["base"] == base], "aux_task", order, ax)
+    ax.set(title=f"{base}: VLA success per seed ('none' = the base)", xlabel="", ylabel="mean success (dots: seeds, 95% Wilson)")
     ax.tick_params(axis="x", rotation=30)
 fig.tight_layout()
 
@@ -83,7 +84,6 @@ changes.round(3)
 # %%
 baselines = load_baselines(root)
 for base in bases:
-    labelled = aux.label_aux(episodes)
     per_task = per_task_with_baselines(labelled[labelled["base"] == base], "aux_task", baselines)
     fig, ax = plt.subplots(figsize=(1.0 * per_task.shape[1] + 2, 0.45 * per_task.shape[0] + 1.5))
     sns.heatmap(per_task, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", cbar=False, ax=ax)

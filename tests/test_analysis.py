@@ -343,6 +343,29 @@ def test_auxiliary_example_figure_shows_distinct_questions_with_their_answers():
                       "pointing: 5 6\nbefore: x\nafter: 5 6"]  # the repeated (p, 1 2) question is shown once
 
 
+def test_seed_points_pool_each_seeds_tasks_with_a_wilson_interval_at_its_category():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from vlm4vla.analysis import plots
+    from vlm4vla.stats import wilson_interval
+
+    episodes = pd.DataFrame({"aux_task": ["none", "none", "none", "none", "dense", "dense", "other"],
+                             "seed": [0, 0, 1, 1, 0, 0, 0], "task": ["a", "b", "a", "b", "a", "b", "a"],
+                             "successes": [2, 4, 10, 10, 0, 0, 5], "n": 10})
+    ax = plots.seed_points(episodes, "aux_task", ["none", "dense"], plt.subplots()[1])
+    centres = sorted((round(float(line.get_xdata()[0]), 3), float(line.get_ydata()[0])) for line in ax.lines
+                     if len(line.get_xdata()) == 1 and line.get_marker() == "o")
+    assert centres == [(-0.125, 0.3), (0.125, 1.0), (0.875, 0.0)]  # seed 0 left, seed 1 right; "other" not drawn
+    bars = {round(float(seg[0][1]), 6): round(float(seg[1][1]), 6) for c in ax.collections for seg in c.get_segments()
+            if seg[0][0] == seg[1][0]}
+    low, high = wilson_interval(6, 20)
+    assert bars[round(low, 6)] == round(high, 6)  # seed 0 of 'none': 6 of 20 pooled episodes
+    plt.close("all")
+
+
 def test_against_blind_says_when_no_backbone_beats_replaying_a_demonstration():
     from vlm4vla.analysis.baselines import against_blind
 

@@ -41,6 +41,23 @@ def capability_scatter(success: pd.Series, probe: pd.Series, title: str, ax: plt
     return ax
 
 
+def seed_points(episodes: pd.DataFrame, x: str, order: list[str], ax: plt.Axes, spread: float = 0.25) -> plt.Axes:
+    """Each seed's success (pooled episodes of all its tasks) at category ``x`` as a dot with its 95%
+    Wilson interval, seeds side by side around the category's position in ``order`` (over a box plot
+    of the same points, this shows how much of the spread the episode budget alone could make)."""
+    from vlm4vla.stats import wilson_interval
+
+    pooled = episodes[episodes[x].isin(order)].groupby([x, "seed"], as_index=False)[["successes", "n"]].sum()
+    seeds = sorted(pooled["seed"].unique())
+    offsets = dict(zip(seeds, np.linspace(-spread / 2, spread / 2, len(seeds)) if len(seeds) > 1 else [0.0]))
+    for row in pooled.itertuples():
+        rate = row.successes / row.n
+        low, high = wilson_interval(int(row.successes), int(row.n))
+        ax.errorbar(order.index(getattr(row, x)) + offsets[row.seed], rate, yerr=[[rate - low], [high - rate]],
+                    fmt="o", color="#333", markersize=3.5, elinewidth=0.8, capsize=1.5, zorder=3)
+    return ax
+
+
 def short_task(task: str) -> str:
     """A short label: Meta-World ``door-open-v3`` -> ``door-open``; LIBERO
     ``pick_up_the_alphabet_soup_and_place_it_in_the_basket`` -> ``alphabet soup``."""
