@@ -24,7 +24,7 @@
 
 # %% tags=["parameters"]
 bases = ["qwen-s-long"]
-control = {"steps": 600, "batch_size": 16, "lr": 3e-4, "vqa_ratio": 0.5, "fast_vocab": 512, "seed": 0}
+control = {"steps": 8000, "batch_size": 16, "lr": 1e-3, "vqa_ratio": 0.5, "fast_vocab": 512, "seed": 0}
 variants = ["freeze_vision", "none"]
 n_probe = 300
 n_random = 2000
