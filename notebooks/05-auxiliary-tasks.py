@@ -63,6 +63,7 @@ for ax, base in zip(axes[0], bases):
     sns.boxplot(data=data, x="aux_task", y="success_rate", order=order, ax=ax, color="#cde")
     plots.seed_points(labelled[labelled["base"] == base], "aux_task", order, ax)
     ax.set(title=f"{base}: VLA success per seed ('none' = the base)", xlabel="", ylabel="mean success (dots: seeds, 95% Wilson)")
+    ax.set_ylim(bottom=0)
     ax.tick_params(axis="x", rotation=30)
 fig.tight_layout()
 

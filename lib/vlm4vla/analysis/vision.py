@@ -236,6 +236,9 @@ def image_dependence_lines(dependence: pd.DataFrame, min_share: float = IMAGE_SH
         if not row.image_share >= min_share:
             line += (f". Under {min_share:.0%}: this stage 1 supervised the language side, not the vision encoder, so "
                      "the rows above measure a perturbation of the backbone, not the paper's mechanism")
+        else:
+            line += (f". At least {min_share:.0%}: stage 1 predicts actions partly from the image, so the rows above "
+                     "test the paper's mechanism (control-relevant gradient into the vision features)")
         lines.append(line + ".")
     return lines
 
