@@ -23,6 +23,8 @@
 # computed with (`vlm4vla.train.evaluation`): a re-run of this notebook whose policy and configs are
 # unchanged reuses it instead of evaluating again.
 # Finding 1 compares "final checkpoint, fixed k" with the paper's "best of" several.
+# The small results (closed-loop results, history, summary) are copied to `artifacts/run-results/<run>/`,
+# which git keeps; checkpoints, the policy and videos stay in `out_dir` (DVC cache, this machine only).
 #
 # Deviations from the paper, by design: Meta-World actions are 3-D end-effector deltas + gripper,
 # so the arm branch predicts 3 values per step (paper: 6-D pose); small backbones from the zoo
@@ -49,7 +51,8 @@ import pandas as pd
 from IPython.display import Image, display
 
 from vlm4vla.pipeline.notebook import repo_path, repo_root, write_metrics
-from vlm4vla.train import discard_foreign_run, make_run_config, resolve_paths, train, train_to_milestone
+from vlm4vla.constants import RUN_RESULTS_DIR
+from vlm4vla.train import discard_foreign_run, make_run_config, publish_results, resolve_paths, train, train_to_milestone
 from vlm4vla.train.evaluation import benchmark_configs, cached_evaluate
 
 out = repo_path(out_dir)
@@ -126,6 +129,7 @@ for gif in sorted((out / "videos" / f"k{execute_ks[0]}").glob("*.gif"))[:4]:
 # %%
 (out / "eval_results.json").write_text(json.dumps({str(k): r for k, r in results.items()}, indent=1, default=str) + "\n")
 (out / "eval_checkpoints.json").write_text(json.dumps({str(s): r for s, r in early.items()}, indent=1, default=str) + "\n")
+publish_results(out, repo_path(RUN_RESULTS_DIR) / out.name)  # the numbers the findings read, kept in git
 best_k = max(results, key=lambda k: results[k]["mean_success"])
 write_metrics(metrics_path, {
     **{f"success_k{k}": r["mean_success"] for k, r in results.items()},

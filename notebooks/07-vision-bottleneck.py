@@ -51,6 +51,7 @@ from vlm4vla.analysis.backbones import fixed_k
 from vlm4vla.analysis.baselines import load_baselines, per_task_with_baselines
 from vlm4vla.analysis.runs import coverage, coverage_note, load_finished, load_runs
 from vlm4vla.analysis.zoo import load_robot_probes
+from vlm4vla.constants import RUNS_DIR
 from vlm4vla.data.demos import DemoStore
 from vlm4vla.pipeline.notebook import repo_path, repo_root, write_metrics
 
@@ -135,11 +136,15 @@ display(Markdown("\n".join(f"- {line}" for line in check)))
 
 # %%
 probe_cfg = rp.make_probe_config({"n_per_kind": 20, "seed": 0}, linear, random_twin=False)
-members = [rp.Member("policies", run, root / "artifacts/runs" / run / "policy" / "backbone")
-           for base in bases for runs in vis.cell_runs(base, probe_seeds).values() for run in runs
-           if (root / "artifacts/runs" / run / "policy" / "backbone" / "config.json").exists()]
-rp.probe_backbones(members, demos, probe_cfg, repo_path(out_dir) / "probes")
-policy_probes = rp.load_all(repo_path(out_dir) / "probes", ["policies"]).droplevel("group") if members else pd.DataFrame()
+cells = [rp.Member("policies", run, root / RUNS_DIR / run / "policy" / "backbone")
+         for base in bases for runs in vis.cell_runs(base, probe_seeds).values() for run in runs]
+members = [m for m in cells if (m.path / "config.json").exists()]
+elsewhere = [m for m in cells if m not in members and m.result_path(repo_path(out_dir) / "probes").exists()]
+if elsewhere:  # results are in git; checkpoints stay on the machine that trained them
+    print("probed where the policy was trained (checkpoint not on this machine):", [m.name for m in elsewhere])
+rp.probe_backbones(members, demos, probe_cfg, repo_path(out_dir) / "probes", keep=elsewhere)
+policy_probes = (rp.load_all(repo_path(out_dir) / "probes", ["policies"]).droplevel("group") if members or elsewhere
+                 else pd.DataFrame())
 scores = ["probe_linear_ee_r2", "probe_linear_object_r2", "probe_linear_gripper_r2"]
 for base in bases:
     for score in scores:

@@ -92,20 +92,20 @@ def test_selection_counts_only_swept_runs_and_picks_the_best_checkpoint():
 def test_load_early_checkpoints_reads_each_step_at_its_k(tmp_path):
     assert load_early_checkpoints(tmp_path, "bb-").empty
     (tmp_path / "artifacts/metrics/runs").mkdir(parents=True)
-    (tmp_path / "artifacts/runs/bb-x-s0").mkdir(parents=True)
+    (tmp_path / "artifacts/run-results/bb-x-s0").mkdir(parents=True)
     (tmp_path / "artifacts/metrics/runs/bb-x-s0.json").write_text(json.dumps({"backbone": "artifacts/zoo/x", "seed": 0}))
     result = {"per_task": {"t": {"successes": 1, "n": 4, "success_rate": 0.25}}, "eval": {"execute_k": 2}}
-    (tmp_path / "artifacts/runs/bb-x-s0/eval_checkpoints.json").write_text(json.dumps({"1500": result}))
+    (tmp_path / "artifacts/run-results/bb-x-s0/eval_checkpoints.json").write_text(json.dumps({"1500": result}))
     early = load_early_checkpoints(tmp_path, "bb-")
     assert early.iloc[0][["backbone", "k", "step", "successes"]].tolist() == ["x", 2, 1500, 1]
 
 
 def test_load_runs_reads_cached_runs_and_names_missing_ones(tmp_path):
     (tmp_path / "artifacts/metrics/runs").mkdir(parents=True)
-    (tmp_path / "artifacts/runs/bb-x-s0").mkdir(parents=True)
+    (tmp_path / "artifacts/run-results/bb-x-s0").mkdir(parents=True)
     (tmp_path / "artifacts/metrics/runs/bb-x-s0.json").write_text(json.dumps({"backbone": "artifacts/zoo/x", "seed": 0, "init": "scratch"}))
     result = {"per_task": {"t": {"successes": 3, "n": 4, "success_rate": 0.75}}, "suite": {"benchmark": "metaworld"}}
-    (tmp_path / "artifacts/runs/bb-x-s0/eval_results.json").write_text(json.dumps({"4": result}))
+    (tmp_path / "artifacts/run-results/bb-x-s0/eval_results.json").write_text(json.dumps({"4": result}))
     runs = load_runs(tmp_path, "bb-")
     assert runs.iloc[0][["backbone", "init", "k", "successes"]].tolist() == ["x", "scratch", 4, 3]
     (tmp_path / "artifacts/metrics/runs/bb-y-s0.json").write_text("{}")
@@ -397,7 +397,7 @@ def test_image_dependence_lines_say_when_stage1_did_not_use_the_image():
 
 
 def test_training_fit_averages_the_last_logged_steps_of_each_run(tmp_path):
-    run = tmp_path / "artifacts/runs/bb-x-s0"
+    run = tmp_path / "artifacts/run-results/bb-x-s0"
     run.mkdir(parents=True)
     steps = np.arange(1, 11)
     history = pd.DataFrame({"step": steps, "loss": 0.0, "loss_arm": steps / 10, "loss_gripper": 1.0,

@@ -107,6 +107,12 @@ def test_runner_executes_renders_and_records(mini_repo):
     assert "done 3.0" in page and remote_resources(page) == []
     index = write_index(mini_repo).read_text()
     assert 'href="00-mini.html"' in index and "doubled" in index and "&quot;scale&quot;: 3.0" in index
+    # a run made on another machine: its metrics came with git, its notebook and report did not
+    (mini_repo / "artifacts/metrics/runs").mkdir(parents=True)
+    (mini_repo / "artifacts/metrics/runs/bb-x-s0.json").write_text(json.dumps({"success_k4": 0.25, "wall_time_s": 60}))
+    index = write_index(mini_repo).read_text()
+    assert "runs/bb-x-s0 (results in git; its report is on the machine that ran it)" in index
+    assert "success_k4: <b>0.25</b>" in index and 'href="runs/bb-x-s0.html"' not in index
 
 
 def test_runner_rejects_wrong_type_naming_the_field(mini_repo):

@@ -190,3 +190,15 @@ def test_a_real_tiny_backbone_is_probed_and_read_back(tiny_store: DemoStore, tmp
     assert probes.loc["qwen-tiny", "probe_linear_ee_r2_random_init"] <= 1
     again = rp.probe_backbones(members, tiny_store, CFG, tmp_path / "artifacts/robot-probes", progress=False)
     assert not again["computed"].any()
+
+
+def test_results_of_kept_members_survive_when_their_checkpoint_is_elsewhere(fake) -> None:
+    """A policy probed on the machine that trained it: its result (in git) is kept, not pruned, here."""
+    _run(fake)
+    members = rp.find_members(fake.roots)
+    here, elsewhere = members[1:], members[:1]  # zoo/a's checkpoint is not on this machine
+    fake.probed.clear()
+    rp.probe_backbones(here, fake.store, CFG, fake.out, progress=False, keep=elsewhere)
+    assert fake.probed == [] and (fake.out / "zoo/a.json").is_file()
+    rp.probe_backbones(here, fake.store, CFG, fake.out, progress=False)  # not kept: pruned as before
+    assert not (fake.out / "zoo/a.json").exists()

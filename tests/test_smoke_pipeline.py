@@ -31,10 +31,11 @@ def _sh(cmd: list[str], cwd: Path, **kw) -> subprocess.CompletedProcess:
 
 
 def _clone(repo: Path, target: Path) -> Path:
-    """The working tree as a fresh clone would see it (tracked + untracked, not ignored), as a git repo."""
+    """The working tree as a fresh clone would see it (tracked + untracked, not ignored), as a git repo,
+    less the default profile's recorded results (dvc.lock, artifacts/): the smoke profile starts from nothing."""
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=repo, capture_output=True,
                            text=True, check=True).stdout.split("\0")
-    for rel in filter(None, files):
+    for rel in filter(lambda r: r and r != "dvc.lock" and not r.startswith("artifacts/"), files):
         if (repo / rel).is_file():
             (target / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(repo / rel, target / rel)
@@ -130,6 +131,24 @@ def test_rerunning_the_finding_notebooks_from_cached_runs_changes_nothing(smoke)
         assert after[stage][0] == before[stage][0], f"{stage}: metrics changed on re-run"
         changed = [i for i, (a, b) in enumerate(zip(before[stage][1], after[stage][1])) if a != b]
         assert len(after[stage][1]) == len(before[stage][1]) and not changed, f"{stage}: outputs {changed} changed on re-run"
+
+
+def test_a_fresh_clone_has_the_findings_from_git_alone(smoke, tmp_path):
+    """What git keeps (dvc.lock, run results, probes, baselines, metrics) is enough: a clone without DVC's
+    cache (no checkpoint, no demonstration) plans nothing, and finding 1 re-run there gives the same
+    numbers and outputs."""
+    for cmd in (["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "results"]):
+        subprocess.run(cmd, cwd=smoke, check=True)
+    fresh = tmp_path / "fresh"
+    subprocess.run(["git", "clone", "-q", str(smoke), str(fresh)], check=True)
+    assert not (fresh / "artifacts/runs").exists() and not (fresh / "artifacts/zoo").exists()
+    assert any((fresh / "artifacts/run-results").iterdir())
+    result = _sh(["vlm4vla", "repro", "--profile", "smoke"], fresh, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert re.search(r"^0 of \d+ stages to run", result.stdout, re.M), result.stdout
+    result = _sh(["dvc", "repro", "--force", "--single-item", "--allow-missing", "backbones"], fresh, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert _analysis_outputs(fresh, "03-backbones") == _analysis_outputs(smoke, "03-backbones")
 
 
 def test_changing_one_parameter_reruns_only_dependent_stages(smoke):

@@ -57,12 +57,11 @@ def _index(args: argparse.Namespace) -> int:
 def _repro(args: argparse.Namespace) -> int:
     root = repo_root()
     for option, value in (("--first", args.first), ("--until", args.until)):
-        if value and (args.jobs < 2 or args.dvc_args):
-            raise SystemExit(f"{option} {value}: an option of the parallel scheduler, so it needs --jobs 2 "
-                             "or more and no dvc arguments")
+        if value and args.dvc_args:
+            raise SystemExit(f"{option} {value}: an option of the scheduler, so it takes no dvc arguments")
     deadline = None if args.until is None else parse_until(args.until)
     write_params(args.profile, root)
-    if args.jobs > 1 and not args.dvc_args:
+    if not args.dvc_args:  # the scheduler, also for --jobs 1: it restores absent upstream outputs (README)
         from .pipeline.schedule import parallel_repro
 
         return parallel_repro(root, args.jobs, args.first, deadline)
@@ -110,14 +109,14 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("repro", help="write params.yaml for a profile, then dvc repro")
     s.add_argument("--profile", default="default")
     s.add_argument("--jobs", type=int, default=1,
-                   help="stages at once (independent stages in separate `dvc repro --single-item`); 1: plain dvc repro")
+                   help="stages at once (independent stages in separate `dvc repro --single-item`)")
     s.add_argument("--first", nargs="+", default=[], metavar="PATTERN",
-                   help="with --jobs > 1: run stages matching these shell patterns first, in this order "
+                   help="run stages matching these shell patterns first, in this order "
                         "(e.g. 'train@ax-*-s0' 'train@lb-*')")
     s.add_argument("--until", metavar="TIME",
-                   help="with --jobs > 1: start only the runs expected to finish by then (HH:MM, or a span such as "
+                   help="start only the runs expected to finish by then (HH:MM, or a span such as "
                         "2h50m); the rest wait for the next repro")
-    s.add_argument("dvc_args", nargs="*", help="passed to dvc repro")
+    s.add_argument("dvc_args", nargs="*", help="instead of the scheduler: a plain dvc repro with these arguments")
     s.set_defaults(func=_repro)
     s = sub.add_parser("progress", help="how many of params.yaml's policy runs have finished, and the time left")
     s.add_argument("--jobs", type=int, default=2, help="stages at once, for the time estimate")

@@ -11,3 +11,9 @@ FRAME_INDEX = "frame_index"
 
 # The paper clips actions to [-0.65, 0.65] and rescales to [-1, 1] (STUDY.md, "The adapter").
 ACTION_CLIP = 0.65
+
+# A policy run's folders. Checkpoints, the final policy and videos stay in ``RUNS_DIR/<run>/`` (DVC cache,
+# this machine only); its small results (closed-loop results, training history, summary) are copied to
+# ``RUN_RESULTS_DIR/<run>/``, which git tracks, so the findings outlive the machine that trained them.
+RUNS_DIR = "artifacts/runs"
+RUN_RESULTS_DIR = "artifacts/run-results"

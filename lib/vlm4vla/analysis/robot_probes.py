@@ -136,9 +136,10 @@ def probe_member(member: Member, store: DemoStore, cfg: ProbeConfig, key: dict[s
             "seconds": round(time.perf_counter() - start, 1), "probes": {k: _plain(v) for k, v in probes.items()}}
 
 
-def prune_stale(out_dir: Path, members: Sequence[Member]) -> list[Path]:
-    """Remove results (and half-written files) of backbones that are no longer there; returns them."""
-    keep = {m.result_path(out_dir) for m in members}
+def prune_stale(out_dir: Path, members: Sequence[Member], keep: Sequence[Member] = ()) -> list[Path]:
+    """Remove results (and half-written files) of backbones that are no longer there; returns them.
+    ``keep``: members whose results stay although they are not probed here (their checkpoint is elsewhere)."""
+    keep = {m.result_path(out_dir) for m in [*members, *keep]}
     stale = [p for p in Path(out_dir).glob("*/*.json*") if p not in keep]
     for path in stale:
         path.unlink()
@@ -146,11 +147,12 @@ def prune_stale(out_dir: Path, members: Sequence[Member]) -> list[Path]:
 
 
 def probe_backbones(members: Sequence[Member], store: DemoStore, cfg: ProbeConfig, out_dir: str | Path,
-                    progress: bool = True) -> pd.DataFrame:
+                    progress: bool = True, keep: Sequence[Member] = ()) -> pd.DataFrame:
     """Probe every member whose result is missing or stale; one row per member: group, name,
-    ``computed`` (False: an up-to-date result was reused) and the probe ``seconds`` it took."""
+    ``computed`` (False: an up-to-date result was reused) and the probe ``seconds`` it took.
+    ``keep``: see ``prune_stale``."""
     out_dir = Path(out_dir)
-    prune_stale(out_dir, members)
+    prune_stale(out_dir, members, keep)
     shared = store_key(store.path, cfg)
     rows = []
     for member in tqdm(members, desc="robot probes", disable=not progress):

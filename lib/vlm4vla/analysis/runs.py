@@ -1,6 +1,7 @@
 """Cached policy runs as tidy tables.
 
-A run is a folder ``artifacts/runs/<name>/`` written by ``notebooks/02-train-policy.py`` with
+A run's results are a folder ``artifacts/run-results/<name>/`` (git-tracked; copied there by
+``notebooks/02-train-policy.py`` from the run folder, whose checkpoints need not be on this machine) with
 ``eval_results.json`` (the harness's dict per executed-k, final policy) and, when earlier checkpoints
 were evaluated, ``eval_checkpoints.json`` (per training step, at the first k), next to its headline
 metrics ``artifacts/metrics/runs/<name>.json`` (backbone, init, freeze, seed). Nothing is recomputed here.
@@ -16,6 +17,7 @@ import pandas as pd
 import yaml
 
 from vlm4vla import stats
+from vlm4vla.constants import RUN_RESULTS_DIR
 
 EPISODE_COLUMNS = ["run", "backbone", "init", "freeze", "seed", "benchmark", "k", "task", "successes", "n", "success_rate"]
 _NUMERIC = {"seed": "int64", "k": "int64", "successes": "int64", "n": "int64", "success_rate": "float64"}
@@ -42,7 +44,7 @@ def load_run(run_dir: Path, metrics: dict[str, Any]) -> pd.DataFrame:
 
 def load_early_checkpoints(root: Path, prefix: str = "") -> pd.DataFrame:
     """Per-task success of the earlier checkpoints (EPISODE_COLUMNS + ``step``); empty if none."""
-    metrics_dir, runs_dir = root / "artifacts/metrics/runs", root / "artifacts/runs"
+    metrics_dir, runs_dir = root / "artifacts/metrics/runs", root / RUN_RESULTS_DIR
     frames = []
     for metrics_file in sorted(metrics_dir.glob(f"{prefix}*.json")):
         early_file = runs_dir / metrics_file.stem / "eval_checkpoints.json"
@@ -71,7 +73,7 @@ def _rows(run_dir: Path, metrics: dict[str, Any], results: dict[int, dict[str, A
 
 def load_runs(root: Path, prefix: str = "") -> pd.DataFrame:
     """Every cached run whose name starts with ``prefix`` (e.g. ``bb-`` for finding 1), tidy."""
-    metrics_dir, runs_dir = root / "artifacts/metrics/runs", root / "artifacts/runs"
+    metrics_dir, runs_dir = root / "artifacts/metrics/runs", root / RUN_RESULTS_DIR
     frames = []
     for metrics_file in sorted(metrics_dir.glob(f"{prefix}*.json")):
         metrics = json.loads(metrics_file.read_text())
@@ -110,7 +112,7 @@ def training_fit(root: Path, runs: list[str] | tuple[str, ...], last: int = 200)
     """
     rows = {}
     for run in runs:
-        history_file = Path(root) / "artifacts/runs" / run / "history.csv"
+        history_file = Path(root) / RUN_RESULTS_DIR / run / "history.csv"
         if history_file.is_file():
             rows[run] = fit_at(pd.read_csv(history_file), last=last)
     return pd.DataFrame.from_dict(rows, orient="index", columns=FIT_COLUMNS).rename_axis("run")

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from vlm4vla import stats
+from vlm4vla.constants import RUN_RESULTS_DIR
 
 from .runs import compare_success, per_seed
 
@@ -75,7 +76,7 @@ def trainable_counts(root: Path, runs: list[str]) -> pd.DataFrame:
     """Trainable / total parameters of each (backbone, freeze) from the runs' freezing.csv."""
     rows = {}
     for run in runs:
-        path = root / "artifacts/runs" / run / "freezing.csv"
+        path = root / RUN_RESULTS_DIR / run / "freezing.csv"
         if path.exists():
             table = pd.read_csv(path, index_col=0)
             rows[run] = {"trainable": int(table["trainable"].sum()), "total": int((table["trainable"] + table["frozen"]).sum())}

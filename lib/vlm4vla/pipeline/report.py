@@ -40,19 +40,21 @@ def remote_resources(page: str) -> list[str]:
 
 
 def collect_stages(root: Path) -> list[dict[str, Any]]:
-    """One record per executed notebook: report path, parameters, headline metrics, wall time."""
+    """One record per stage that ran here or whose metrics git brought (a run made on another machine):
+    report path (None when its HTML is not on this machine), parameters (from the executed notebook,
+    when it is here), headline metrics, wall time. ``ok``: its metrics were written (the stage finished)."""
+    notebooks, metrics_dir = root / "artifacts/notebooks", root / "artifacts/metrics"
+    stems = {p.relative_to(notebooks).with_suffix("").as_posix() for p in notebooks.rglob("*.ipynb")}
+    stems |= {p.relative_to(metrics_dir).with_suffix("").as_posix() for p in metrics_dir.rglob("*.json")}
     records = []
-    for executed in sorted((root / "artifacts/notebooks").rglob("*.ipynb")):
-        stem = executed.relative_to(root / "artifacts/notebooks").with_suffix("").as_posix()
-        if stem.endswith(".tmp"):
-            continue
-        meta = nbformat.read(executed, as_version=4).metadata.get("papermill", {})
-        metrics_file = root / f"artifacts/metrics/{stem}.json"
-        metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+    for stem in sorted(s for s in stems if not s.endswith(".tmp")):
+        executed, metrics_file = notebooks / f"{stem}.ipynb", metrics_dir / f"{stem}.json"
+        meta = nbformat.read(executed, as_version=4).metadata.get("papermill", {}) if executed.is_file() else {}
+        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
         records.append({
-            "stem": stem, "report": f"{stem}.html", "parameters": meta.get("parameters", {}),
-            "wall_time_s": metrics.pop("wall_time_s", None), "profile": metrics.pop("profile", None),
-            "metrics": metrics, "ok": metrics_file.exists(),
+            "stem": stem, "report": f"{stem}.html" if (root / "reports" / f"{stem}.html").is_file() else None,
+            "parameters": meta.get("parameters"), "wall_time_s": metrics.pop("wall_time_s", None),
+            "profile": metrics.pop("profile", None), "metrics": metrics, "ok": metrics_file.is_file(),
         })
     return records
 
@@ -71,11 +73,15 @@ def write_index(root: Path, target: Path | None = None) -> Path:
 
 def _row(stage: dict[str, Any]) -> str:
     metrics = "<br>".join(f"{html.escape(k)}: <b>{_fmt(v)}</b>" for k, v in sorted(stage["metrics"].items()))
-    params = html.escape(json.dumps(stage["parameters"], indent=1, sort_keys=True))
+    params = ("<details><summary>show</summary><pre>"
+              f"{html.escape(json.dumps(stage['parameters'], indent=1, sort_keys=True))}</pre></details>"
+              if stage["parameters"] is not None else "in params.yaml (executed on another machine)")
     status = "" if stage["ok"] else ' <span class="bad">(failed or incomplete)</span>'
-    return (f'<tr><td><a href="{html.escape(stage["report"])}">{html.escape(stage["stem"])}</a>{status}</td>'
-            f"<td>{_duration(stage['wall_time_s'])}</td><td>{metrics or '-'}</td>"
-            f"<td><details><summary>show</summary><pre>{params}</pre></details></td></tr>")
+    name = html.escape(stage["stem"])
+    link = (f'<a href="{html.escape(stage["report"])}">{name}</a>' if stage["report"]
+            else f"{name} (results in git; its report is on the machine that ran it)")
+    return (f"<tr><td>{link}{status}</td><td>{_duration(stage['wall_time_s'])}</td><td>{metrics or '-'}</td>"
+            f"<td>{params}</td></tr>")
 
 
 def _fmt(value: Any) -> str:
@@ -105,7 +111,7 @@ table {{ border-collapse: collapse; width: 100%; }} td, th {{ border: 1px solid 
 th {{ background: #f3f3f3; text-align: left; }} pre {{ font-size: 80%; }} .bad {{ color: #b00; }}
 </style></head><body>
 <h1>VLM4VLA study: reports</h1>
-<p>Profile <b>{profile}</b>; {n} notebooks executed; total wall time {total}.
+<p>Profile <b>{profile}</b>; {n} stages recorded; total wall time {total}.
 Regenerate with <code>make repro</code>; each report links to the notebook it was rendered from.</p>
 <table><thead><tr><th>report</th><th>wall time</th><th>headline metrics</th><th>parameters</th></tr></thead>
 <tbody>

@@ -8,14 +8,20 @@ stages in parallel: one ``dvc repro --single-item <stage>`` per stage, in separa
 lock while a stage's command runs and takes it again to record the result, so a start can meet a
 busy lock; it is retried.
 
-``parallel_repro`` plans from DVC's own stage graph and ``dvc status``: the stages that changed and
-everything downstream of them, each started once its upstream stages have finished. A failed stage
+``parallel_repro`` plans from DVC's own stage graph and stage status with DVC's ``--allow-missing``
+rule: a stage whose outputs or inputs are merely absent from this machine (a fresh clone: results
+are in git, checkpoints and demonstrations only in the DVC cache of the machine that made them) is not
+changed. The plan is the stages that changed and everything downstream of them, each started once its
+upstream stages have finished, plus the unchanged stages whose absent outputs a planned stage reads:
+those are run again first (``dvc repro -f``; the pipeline is seeded, so they give back what the lock
+records, and if they do not, the next plan says what that changed). A failed stage
 stops its descendants, the others go on, and the exit status says what failed. Each stage's DVC
 output goes to ``artifacts/logs/<stage>.log``; one line per finished stage goes to stdout.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import subprocess
@@ -33,10 +39,12 @@ OTHERS_POLL_S = 5.0  # seconds between looks for an earlier scheduler's stages
 
 @dataclass
 class Plan:
-    """Stages to run and, for each, the stages it waits for (both by DVC address, e.g. ``train@x``)."""
+    """Stages to run and, for each, the stages it waits for (both by DVC address, e.g. ``train@x``);
+    ``forced``: unchanged stages run again because a planned stage reads their absent outputs."""
 
     order: list[str]
     upstream: dict[str, set[str]] = field(default_factory=dict)
+    forced: set[str] = field(default_factory=set)
 
 
 def stage_graph(root: Path) -> tuple[list[str], dict[str, set[str]]]:
@@ -44,7 +52,7 @@ def stage_graph(root: Path) -> tuple[list[str], dict[str, set[str]]]:
     import networkx as nx
     from dvc.repo import Repo
 
-    with Repo(str(root)) as repo:
+    with contextlib.chdir(root), Repo(str(root)) as repo:  # addresses are relative to the cwd
         graph = repo.index.graph  # an edge goes from a stage to a stage it depends on
         stages = {s: s.addressing for s in graph.nodes if getattr(s, "cmd", None)}
         position = {s: i for i, s in enumerate(repo.index.stages)}  # dvc.yaml order, runs as in params.yaml
@@ -54,33 +62,76 @@ def stage_graph(root: Path) -> tuple[list[str], dict[str, set[str]]]:
     return order, upstream
 
 
-def changed_stages(root: Path, targets: Sequence[str] = ()) -> set[str]:
-    """Addresses of the stages ``dvc status`` reports as changed (among ``targets``; all if none given).
+@dataclass
+class StageFiles:
+    """Each stage's dependency and output paths (relative to the repository root)."""
 
-    A running stage holds DVC's lock on its outputs, so ``dvc status`` of it, or of a stage that reads
-    them, fails until it is recorded: leave those out of ``targets``.
+    deps: dict[str, list[str]]
+    outs: dict[str, list[str]]
+
+
+def changed_stages(root: Path, targets: Sequence[str] = ()) -> tuple[set[str], StageFiles]:
+    """Addresses of the stages changed under DVC's ``--allow-missing`` rule (among ``targets``; all if
+    none given), and every stage's files.
+
+    Changed: its command, parameters or a present dependency differ from ``dvc.lock``, or a dependency
+    is absent and the lock's upstream output differs from what the stage recorded. Not changed: outputs
+    or dependencies that are only absent here. A running stage holds DVC's lock on its outputs, so
+    asking about it, or about a stage that reads them, fails until it is recorded: leave those out of
+    ``targets``.
     """
-    out = subprocess.run(["dvc", "status", "--json", *targets], cwd=root, capture_output=True, text=True, check=True).stdout
-    return set(json.loads(out or "{}"))
+    from dvc.repo import Repo
+
+    with contextlib.chdir(root), Repo(str(root)) as repo, repo.lock:  # addresses are relative to the cwd
+        stages = [s for s in repo.index.stages if getattr(s, "cmd", None)]
+        wanted = set(targets) or {s.addressing for s in stages}
+        changed = {s.addressing for s in stages if s.addressing in wanted and s.changed(True, stages)}
+        files = StageFiles({s.addressing: [str(d.def_path) for d in s.deps] for s in stages},
+                           {s.addressing: [str(o.def_path) for o in s.outs] for s in stages})
+    return changed, files
+
+
+def _inside(path: str, folder: str) -> bool:
+    return Path(path) == Path(folder) or Path(folder) in Path(path).parents
+
+
+def absent_inputs(todo: set[str], files: StageFiles, exists: Callable[[str], bool]) -> set[str]:
+    """Stages outside ``todo`` to run again because a stage of ``todo`` (or one of these) reads an
+    output of theirs that is absent (``exists`` is False for the dependency path), transitively."""
+    producers = {path: stage for stage, outs in files.outs.items() for path in outs}
+    forced: set[str] = set()
+    queue = list(todo)
+    while queue:
+        stage = queue.pop()
+        for dep in files.deps.get(stage, []):
+            if exists(dep):
+                continue
+            for out, producer in producers.items():
+                if (_inside(dep, out) or _inside(out, dep)) and producer not in todo | forced:
+                    forced.add(producer)
+                    queue.append(producer)
+    return forced
 
 
 def make_plan(order: list[str], upstream: Mapping[str, set[str]], changed: set[str],
-              first: Sequence[str] = (), running: set[str] = frozenset()) -> Plan:
+              first: Sequence[str] = (), running: set[str] = frozenset(), forced: set[str] = frozenset()) -> Plan:
     """The changed stages and everything downstream of them, in ``order``.
 
     ``first``: shell patterns over stage addresses (``train@ax-*-s0``); matching stages move to the
     front, by the first pattern they match, so a finding's runs can be had before the rest. A stage
     still waits for its upstream stages, wherever they are in the order. ``running``: stages an
     earlier scheduler started and that still run; they and everything downstream of them are left out
-    (the next plan, once they are recorded, has what remains).
+    (the next plan, once they are recorded, has what remains). ``forced``: unchanged stages to run
+    again (see ``absent_inputs``).
     """
     todo = with_descendants(order, upstream, changed) - with_descendants(order, upstream, running)
+    todo |= forced - with_descendants(order, upstream, running)
 
     def rank(stage: str) -> int:
         return next((i for i, pat in enumerate(first) if fnmatch.fnmatchcase(stage, pat)), len(first))
 
     ordered = sorted((s for s in order if s in todo), key=rank)  # stable: ties keep ``order``
-    return Plan(ordered, {s: set(upstream.get(s, set())) & todo for s in todo})
+    return Plan(ordered, {s: set(upstream.get(s, set())) & todo for s in todo}, forced & todo)
 
 
 def with_descendants(order: list[str], upstream: Mapping[str, set[str]], stages: set[str]) -> set[str]:
@@ -91,12 +142,18 @@ def with_descendants(order: list[str], upstream: Mapping[str, set[str]], stages:
 Launch = Callable[[str, Path], "subprocess.Popen[bytes]"]
 
 
-def dvc_launcher(root: Path) -> Launch:
-    """Starts ``dvc repro --single-item <stage>`` in ``root``, its output appended to the log."""
+def dvc_command(stage: str, forced: bool) -> list[str]:
+    """The ``dvc repro`` of one stage: ``--allow-missing`` (absent data alone is no change), ``-f`` when
+    it is run again for outputs a planned stage needs."""
+    return ["dvc", "repro", "--single-item", "--allow-missing", *(["--force"] if forced else []), stage]
+
+
+def dvc_launcher(root: Path, forced: set[str] = frozenset()) -> Launch:
+    """Starts ``dvc_command(stage)`` in ``root``, its output appended to the log."""
     def launch(stage: str, log: Path) -> "subprocess.Popen[bytes]":
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as fh:
-            return subprocess.Popen(["dvc", "repro", "--single-item", stage], cwd=root, stdout=fh,
+            return subprocess.Popen(dvc_command(stage, stage in forced), cwd=root, stdout=fh,
                                     stderr=subprocess.STDOUT)
     return launch
 
@@ -198,8 +255,12 @@ def parallel_repro(root: Path, jobs: int, first: Sequence[str] = (), deadline: f
     if unknown:
         raise ValueError(f"--first {unknown}: match no stage of dvc.yaml; stages look like {order[:3]}")
     held = with_descendants(order, upstream, busy)
-    changed = changed_stages(root, [s for s in order if s not in held] if busy else ())
-    plan = make_plan(order, upstream, changed, first, running=busy)
+    changed, files = changed_stages(root, [s for s in order if s not in held] if busy else ())
+    todo = with_descendants(order, upstream, changed) - held
+    forced = absent_inputs(todo, files, lambda path: (root / path).exists())
+    plan = make_plan(order, upstream, changed, first, running=busy, forced=forced)
+    if plan.forced:
+        print(f"run again for outputs absent here that planned stages read: {sorted(plan.forced)}", flush=True)
     if busy:  # a stopped scheduler's stages: never started twice, and what needs them waits for the next plan
         print(f"still running from an earlier `vlm4vla repro`, left out with what depends on them: {sorted(busy)}",
               flush=True)
@@ -209,7 +270,8 @@ def parallel_repro(root: Path, jobs: int, first: Sequence[str] = (), deadline: f
         from .progress import expected_stage_seconds, run_progress
 
         expected = expected_stage_seconds(run_progress(root))
-    status = run_plan(plan, jobs, root / "artifacts" / "logs", dvc_launcher(root), echo=lambda s: print(s, flush=True),
+    status = run_plan(plan, jobs, root / "artifacts" / "logs", dvc_launcher(root, plan.forced),
+                      echo=lambda s: print(s, flush=True),
                       deadline=deadline, expected_s=expected,
                       others=lambda: len(busy & set(stages_running(root).values())))
     deferred = sorted(s for s, v in status.items() if v == "deferred")
