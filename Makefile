@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt scripts/setup.sh
 
 # LIBERO (Benchmark 2) lives in its own environment (robosuite/mujoco pins clash with Meta-World's);
 # every profile but smoke records LIBERO demonstrations, so `make repro` creates it first.
-$(LIBERO_VENV)/.installed: constraints.txt scripts/setup.sh
+$(LIBERO_VENV)/.installed: constraints-libero.txt scripts/setup.sh
 	VENV=$(VENV) LIBERO=1 LIBERO_VENV=$(LIBERO_VENV) bash scripts/setup.sh
 
 ## Reproduce the study with DVC: make repro [PROFILE=smoke|default|paper] [JOBS=2: stages at once]

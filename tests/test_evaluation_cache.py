@@ -88,3 +88,21 @@ def test_benchmark_configs_build_either_benchmark_and_name_a_bad_one():
     assert cfg == LiberoEvalConfig(episodes_per_task=3, seed=7, execute_k=2, init_states=(0, 50))
     with pytest.raises(ValueError, match=r"suite.benchmark='calvin': allowed is one of \('metaworld', 'libero'\)"):
         benchmark_configs({"benchmark": "calvin", "preset": "x"}, evaluation)
+
+
+def test_a_running_evaluation_counts_its_episodes_in_a_file_removed_at_the_end(fake_policy, tmp_path, monkeypatch):
+    policy, _ = fake_policy
+    suite, cfg, cache = make_suite_config("smoke"), EvalConfig(execute_k=1, episodes_per_task=3), tmp_path / "k1.json"
+    seen = []
+
+    def counting_evaluate(loaded, suite_cfg, eval_cfg, callbacks=()):
+        for _ in range(2):
+            for cb in callbacks:
+                cb.on_episode_end(None, {"success": False})
+        seen.append(json.loads(evaluation.progress_path(cache).read_text()))
+        return {"mean_success": 0.0}
+
+    monkeypatch.setattr(evaluation, "evaluate", counting_evaluate)
+    cached_evaluate(policy, suite, cfg, cache)
+    assert seen == [{"done": 2, "total": 3 * len(suite.tasks)}]
+    assert not evaluation.progress_path(cache).exists() and cache.is_file()

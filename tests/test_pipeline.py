@@ -260,12 +260,21 @@ def test_progress_says_how_far_each_running_training_is(tmp_path):
     (tmp_path / "artifacts/runs/bb-d-s0/live/metrics.json").write_text(json.dumps({"step": 2999}))
     (tmp_path / "artifacts/runs/bb-d-s0/train_summary.json").write_text("{}")
     (tmp_path / "artifacts/runs/bb-d-s0/eval_results.json").write_text("{}")
+    from vlm4vla.train.evaluation import EpisodeCounter, progress_path
+
+    (tmp_path / "artifacts/runs/bb-e-s0").mkdir()
+    (tmp_path / "artifacts/runs/bb-e-s0/train_summary.json").write_text("{}")
+    counter = EpisodeCounter(progress_path(tmp_path / "artifacts/runs/bb-e-s0/evals/k4.json"), total=200)
+    for _ in range(57):
+        counter.on_episode_end(None, {"success": True})
+    assert [p.name for p in (tmp_path / "artifacts/runs/bb-e-s0/evals").iterdir()] == ["k4.progress.json"]
     lines = running_lines(tmp_path, {11: "train@bb-b-s0", 10: "train@bb-a-s0", 12: "train@bb-c-s0", 13: "zoo",
-                                     14: "train@bb-d-s0"})
+                                     14: "train@bb-d-s0", 15: "train@bb-e-s0"})
     assert lines == ["  running: bb-a-s0: training, step 1713 of 3000 (pid 10)",
                      "  running: bb-b-s0: evaluating (training finished) (pid 11)",
                      "  running: bb-c-s0: starting (pid 12)",
                      "  running: bb-d-s0: evaluated, writing its report (pid 14)",
+                     "  running: bb-e-s0: evaluating (training finished), 57 of 200 episodes (pid 15)",
                      "  running: zoo (pid 13)"]
 
 

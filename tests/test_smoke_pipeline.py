@@ -137,6 +137,7 @@ def test_a_fresh_clone_has_the_findings_from_git_alone(smoke, tmp_path):
     """What git keeps (dvc.lock, run results, probes, baselines, metrics) is enough: a clone without DVC's
     cache (no checkpoint, no demonstration) plans nothing, and finding 1 re-run there gives the same
     numbers and outputs."""
+    assert _sh(["vlm4vla", "repro", "--profile", "smoke"], smoke, timeout=600).returncode == 0  # the index, after re-runs
     for cmd in (["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "results"]):
         subprocess.run(cmd, cwd=smoke, check=True)
     fresh = tmp_path / "fresh"

@@ -121,7 +121,9 @@ def running_lines(root: Path, stages: dict[int, str]) -> list[str]:
         if (out / "eval_results.json").is_file():
             state = "evaluated, writing its report"
         elif (out / "train_summary.json").is_file():
-            state = "evaluating (training finished)"
+            counts = [json.loads(f.read_text()) for f in sorted((out / "evals").glob("*.progress.json"))]
+            state = "evaluating (training finished)" + "".join(
+                f", {c['done']} of {c['total']} episodes" for c in counts if isinstance(c, dict) and "done" in c)
         elif live.is_file():
             state = f"training, step {json.loads(live.read_text()).get('step', '?')} of {planned}"
         else:

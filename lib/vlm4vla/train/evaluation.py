@@ -20,9 +20,10 @@ from typing import Any
 from vlm4vla.adapter import load_policy
 from vlm4vla.envs import SuiteConfig, make_suite_config
 from vlm4vla.envs.libero_eval import LiberoEvalConfig, LiberoSuite, evaluate_libero
+from vlm4vla.envs.rollout import Callback
 from vlm4vla.evaluate import EvalConfig, VideoRecorder, evaluate
 
-__all__ = ["policy_fingerprint", "cached_evaluate", "benchmark_configs", "BENCHMARKS"]
+__all__ = ["policy_fingerprint", "cached_evaluate", "benchmark_configs", "BENCHMARKS", "EpisodeCounter", "progress_path"]
 
 BENCHMARKS = ("metaworld", "libero")
 AnySuite = SuiteConfig | LiberoSuite
@@ -86,7 +87,7 @@ def cached_evaluate(policy_dir: str | Path, suite_cfg: AnySuite, eval_cfg: AnyEv
             stored = {}
         if stored.get("key") == key:
             return stored["result"], True
-    callbacks = []
+    callbacks: list[Callback] = [EpisodeCounter(progress_path(cache_file), eval_cfg.episodes_per_task * len(suite_cfg.tasks))]
     if videos_dir is not None and videos_per_task > 0:
         shutil.rmtree(videos_dir, ignore_errors=True)
         callbacks.append(VideoRecorder(videos_dir, n_per_task=videos_per_task))
@@ -96,4 +97,26 @@ def cached_evaluate(policy_dir: str | Path, suite_cfg: AnySuite, eval_cfg: AnyEv
     tmp = cache_file.with_name(f".{cache_file.name}.tmp")
     tmp.write_text(json.dumps({"key": key, "result": result}, indent=1, default=str) + "\n")
     os.replace(tmp, cache_file)
+    progress_path(cache_file).unlink(missing_ok=True)
     return json.loads(json.dumps(result, default=str)), False
+
+
+def progress_path(cache_file: str | Path) -> Path:
+    """Where a running evaluation of ``cache_file`` says how far it is (``vlm4vla progress`` reads it)."""
+    cache_file = Path(cache_file)
+    return cache_file.with_name(f"{cache_file.stem}.progress.json")
+
+
+class EpisodeCounter(Callback):
+    """Writes ``{"done": n, "total": N}`` to ``path`` after every finished episode (atomically), so a
+    stage's evaluation progress is visible from outside its kernel."""
+
+    def __init__(self, path: str | Path, total: int) -> None:
+        self.path, self.total, self.done = Path(path), total, 0
+
+    def on_episode_end(self, job: Any, result: dict[str, Any]) -> None:
+        self.done += 1
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.write_text(json.dumps({"done": self.done, "total": self.total}))
+        os.replace(tmp, self.path)
