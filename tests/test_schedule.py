@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from vlm4vla.pipeline.schedule import Plan, make_plan, run_plan, stages_running
+from vlm4vla.pipeline.schedule import Plan, dvc_command, make_plan, run_plan, stages_running
 
 # a -> b -> d, a -> c -> d, e independent
 ORDER = ["a", "b", "c", "e", "d"]
@@ -102,7 +102,7 @@ def test_first_patterns_rank_by_the_first_pattern_matched() -> None:
 def test_stages_still_running_in_the_repository_are_found(tmp_path: Path) -> None:
     other = tmp_path / "other"
     other.mkdir()
-    argv = [sys.executable, "-c", "import time; time.sleep(30)", "repro", "--single-item"]
+    argv = [sys.executable, "-c", "import time; time.sleep(30)", *dvc_command("train@x", forced=True)[1:-1]]
     mine = subprocess.Popen([*argv, "train@x"], cwd=tmp_path)
     elsewhere = subprocess.Popen([*argv, "train@y"], cwd=other)
     try:

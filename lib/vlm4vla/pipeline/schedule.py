@@ -236,7 +236,7 @@ def stages_running(root: Path, proc: Path = Path("/proc")) -> dict[int, str]:
         except OSError:  # gone, or not ours to read
             continue
         if "--single-item" in argv and "repro" in argv and cwd == root.resolve():
-            found[int(entry.name)] = argv[argv.index("--single-item") + 1]
+            found[int(entry.name)] = [a for a in argv if a][-1]  # the stage is the last argument (dvc_command)
     return found
 
 
