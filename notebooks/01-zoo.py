@@ -34,7 +34,8 @@ metrics_path = "artifacts/metrics/01-zoo.json"
 # %%
 import torch
 
-from vlm4vla.backbones.zoo import build_zoo, get_zoo, twin_gaps, zoo_answers, zoo_histories, zoo_table
+from vlm4vla.backbones.zoo import (ZOO_SUMMARY, build_zoo, get_zoo, twin_gaps, write_zoo_summary, zoo_answers,
+                                  zoo_histories, zoo_table)
 from vlm4vla.backbones.zoo_plots import plot_pretraining_curves, plot_vqa_by_type, show_answers, vqa_table
 from vlm4vla.data.corpus import CorpusConfig, make_corpus
 from vlm4vla.pipeline.notebook import repo_path, write_metrics
@@ -58,6 +59,7 @@ specs = get_zoo(zoo)
 names = [spec.name for spec in specs]
 summaries = build_zoo(specs, splits, zoo_dir, n_probe=n_probe, workers=workers)
 table = zoo_table(zoo_dir, names)
+write_zoo_summary(table, repo_path(ZOO_SUMMARY))  # what finding 1 reads, kept in git
 vqa_table(table)
 
 # %% [markdown]

@@ -14,6 +14,7 @@ import torch
 
 from vlm4vla.analysis import robot_probes as rp
 from vlm4vla.analysis.zoo import ROBOT_PROBE_SCORES, load_probes, load_robot_probes
+from vlm4vla.backbones.zoo import ZOO_SUMMARY, write_zoo_summary, zoo_table
 from vlm4vla.backbones.base import BackboneConfig, make_backbone
 from vlm4vla.data.demos import DemoConfig, DemoStore, generate_demonstrations
 from vlm4vla.envs import make_suite_config
@@ -126,6 +127,7 @@ def _zoo_member(root: Path, name: str, steps: int, vqa: float, **extra: float) -
     folder = root / "artifacts/zoo" / name
     folder.mkdir(parents=True)
     (folder / "summary.json").write_text(json.dumps({"name": name, "steps": steps, "vqa_accuracy": vqa, **extra}))
+    write_zoo_summary(zoo_table(root / "artifacts/zoo"), root / ZOO_SUMMARY)  # what the zoo stage keeps in git
 
 
 def test_load_probes_merges_robot_probe_scores_into_the_zoo_table(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """The zoo's probe scores as one table per backbone (the x axes of finding 1's scatter plots).
 
-General VQA comes from each member's ``summary.json`` (notebook 01-zoo); the embodied and linear
+General VQA comes from the zoo's summary table (``artifacts/zoo-summary.json``, notebook 01-zoo, kept in git); the embodied and linear
 robot probes from ``artifacts/robot-probes/<group>/<member>.json`` (notebook 08-robot-probes), one
 file per backbone, where ``<group>`` is the folder the backbone lives in (``zoo``,
 ``control-supervision``, ``auxiliary-vlms``).
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from vlm4vla.backbones.zoo import zoo_table
+from vlm4vla.backbones.zoo import ZOO_SUMMARY, read_zoo_summary
 from vlm4vla.probes.embodied import EMBODIED_PROBES
 from vlm4vla.probes.linear import TARGETS
 from vlm4vla.probes.summary import PREFIX
@@ -45,7 +45,7 @@ def load_probes(root: Path, include_scratch: bool = False) -> pd.DataFrame:
     Robot probe scores come from the robot-probes stage; a ``probe_*`` score column already in a
     member's summary.json is replaced by it. Members not yet probed have NaN there.
     """
-    table = zoo_table(root / "artifacts/zoo")
+    table = read_zoo_summary(root / ZOO_SUMMARY)
     if not include_scratch:
         table = table[table["steps"] > 0]
     table = table.set_index("name").rename(columns={"vqa_accuracy": GENERAL_VQA})

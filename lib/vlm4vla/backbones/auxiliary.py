@@ -28,7 +28,7 @@ import torch
 from vlm4vla.backbones.base import Backbone, load_backbone
 from vlm4vla.backbones.control_supervision import (STAGE1_FREEZE, _repeat_rows, _resized, finetune_on_mix, item_losses,
                                                    mixed_pretrain_config)
-from vlm4vla.backbones.pretrain import RECIPES, PretrainConfig
+from vlm4vla.backbones.pretrain import RECIPES, PretrainConfig, history_csv
 from vlm4vla.data.auxiliary import (MIX_TASK, QTYPE_PREFIX, check_aux_task, make_auxiliary, score_answers,
                                     skill_summary)
 from vlm4vla.data.corpus import Corpus
@@ -197,7 +197,7 @@ def run_auxiliary(base_dir: str | Path, store: DemoStore, train: Corpus, heldout
                           "general_vqa": f"{after['vqa']:.3f} on {n_probe} held-out questions (before: {before['vqa']:.3f})",
                           "auxiliary_skill": f"{before['skill_metric']} {before['skill']:.3f} -> {after['skill']:.3f}"})
     extra = {SUMMARY_FILE: json.dumps(summary, indent=2, default=str) + "\n",
-             HISTORY_FILE: pd.DataFrame(history, columns=["step", "loss", "lr", "seconds"]).to_csv(index=False),
+             HISTORY_FILE: history_csv(history),
              EXAMPLES_FILE: examples(scored_before, scored_after).to_csv(index=False)}
     backbone.save(Path(out_dir) / name, extra_files=extra)
     return summary

@@ -34,7 +34,7 @@ from PIL import Image
 
 from vlm4vla.adapter.freezing import FreezeSpec, apply_freezing
 from vlm4vla.backbones.base import Backbone, action_prompt, load_backbone
-from vlm4vla.backbones.pretrain import RECIPES, PretrainConfig, pretrain
+from vlm4vla.backbones.pretrain import RECIPES, PretrainConfig, history_csv, pretrain
 from vlm4vla.data.chunks import DemoStoreLike
 from vlm4vla.data.corpus import Corpus
 from vlm4vla.data.fast import FastConfig, FastTokenizer, action_chunks, round_trip_errors
@@ -237,7 +237,7 @@ def run_stage1(base_dir: str | Path, store: DemoStoreLike, train: Corpus, heldou
                           "general_vqa": f"{after['vqa_accuracy']:.3f} on {n_probe} held-out questions "
                                          f"(before stage 1: {before['vqa_accuracy']:.3f})"})
     extra = {**fast.files(), SUMMARY_FILE: json.dumps(summary, indent=2, default=str) + "\n",
-             HISTORY_FILE: pd.DataFrame(history, columns=["step", "loss", "lr", "seconds"]).to_csv(index=False)}
+             HISTORY_FILE: history_csv(history)}
     backbone.save(Path(out_dir) / name, extra_files=extra)
     return summary
 

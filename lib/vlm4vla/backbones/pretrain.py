@@ -85,6 +85,16 @@ def pretrain_step(backbone: Backbone, optimizer: torch.optim.Optimizer, batch: t
     return float(loss.detach())
 
 
+SAVED_HISTORY_COLUMNS = ["step", "loss", "lr"]
+
+
+def history_csv(history: list[dict[str, float]]) -> str:
+    """A training history as saved in a checkpoint folder: step, loss, lr, without the wall-clock column.
+    Every policy run depends (in DVC) on its backbone's folder, so a rebuild from the same seed must
+    give the same bytes; the weights do (two builds on one machine: equal safetensors), the timings not."""
+    return pd.DataFrame(history, columns=SAVED_HISTORY_COLUMNS).to_csv(index=False)
+
+
 def pretrain(backbone: Backbone, corpus: Corpus, cfg: PretrainConfig) -> list[dict[str, float]]:
     """Pretrain ``backbone`` in place; returns the history (step, loss, lr, seconds) every log_every steps."""
     torch.manual_seed(cfg.seed)

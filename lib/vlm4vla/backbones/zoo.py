@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from vlm4vla.backbones.base import Backbone, BackboneConfig, make_backbone
-from vlm4vla.backbones.pretrain import PretrainConfig, pretrain
+from vlm4vla.backbones.pretrain import PretrainConfig, history_csv, pretrain
 from vlm4vla.data.corpus import CorpusSplits
 
 SUMMARY_FILE = "summary.json"
@@ -125,7 +125,8 @@ def build_zoo_member(spec: ZooSpec, corpus: CorpusSplits, out_dir: str | Path, n
                      progress: bool = True) -> dict[str, Any]:
     """Make, pretrain, probe (general VQA on held-out) and save ``spec`` under out_dir/<name>.
 
-    The directory holds the checkpoint, its README.md card, history.csv and summary.json.
+    The directory holds the checkpoint, its README.md card, history.csv and summary.json, and no wall-clock
+    time (policy runs depend on its bytes): the returned summary adds ``build_seconds``.
     Returns the summary (flat: name, family, params, steps, recipe, vqa accuracy overall / by type).
     """
     from vlm4vla.probes import general_vqa_accuracy  # probes sit above backbones; used only here
@@ -143,8 +144,8 @@ def build_zoo_member(spec: ZooSpec, corpus: CorpusSplits, out_dir: str | Path, n
     summary["build_seconds"] = round(time.perf_counter() - start, 1)
     backbone.card.update({"name": spec.name, "note": spec.note, "corpus": corpus_label(corpus),
                           "general_vqa": _vqa_text(vqa)})
-    extra = {HISTORY_FILE: pd.DataFrame(history, columns=["step", "loss", "lr", "seconds"]).to_csv(index=False),
-             SUMMARY_FILE: json.dumps(summary, indent=2) + "\n",
+    extra = {HISTORY_FILE: history_csv(history),
+             SUMMARY_FILE: json.dumps({k: v for k, v in summary.items() if k != "build_seconds"}, indent=2) + "\n",
              ANSWERS_FILE: vqa["answers"].to_csv(index=False)}
     backbone.save(Path(out_dir) / spec.name, extra_files=extra)
     return summary
@@ -173,6 +174,27 @@ def member_summary(spec: ZooSpec, backbone: Backbone, vqa: dict, corpus: CorpusS
         for key, value in summary.items():
             out[f"vqa_{qtype}_{key}"] = value
     return out
+
+
+ZOO_SUMMARY = "artifacts/zoo-summary.json"  # every member's summary in one file that git keeps (finding 1 reads it)
+
+
+def write_zoo_summary(table: pd.DataFrame, path: str | Path) -> Path:
+    """``zoo_table`` as one JSON list (atomically), for readers on machines without the checkpoints."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(table.to_json(orient="records", indent=1) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def read_zoo_summary(path: str | Path) -> pd.DataFrame:
+    """The table ``write_zoo_summary`` wrote."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run the zoo stage (`dvc repro zoo`)")
+    return pd.DataFrame(json.loads(path.read_text()))
 
 
 def zoo_table(out_dir: str | Path, names: list[str] | None = None) -> pd.DataFrame:
