@@ -110,11 +110,12 @@ FINDINGS = {"backbones": "03-backbones", "auxiliary_tasks": "05-auxiliary-tasks"
 
 
 def _analysis_outputs(root: Path, notebook: str) -> tuple[dict, list[str]]:
-    """A finding's headline metrics (less its wall time) and every text, table and markdown output."""
+    """A finding's headline metrics (less its wall time) and every text, table and markdown output (the
+    repository's path written as <repo>, so two clones compare)."""
     metrics = json.loads((root / f"artifacts/metrics/{notebook}.json").read_text())
     metrics.pop("wall_time_s", None)
     nb = nbformat.read(root / f"artifacts/notebooks/{notebook}.ipynb", as_version=4)
-    texts = ["".join(o.get("text", "")) + "".join(o.get("data", {}).get(kind, ""))
+    texts = [("".join(o.get("text", "")) + "".join(o.get("data", {}).get(kind, ""))).replace(str(root), "<repo>")
              for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])
              for kind in ("text/plain", "text/markdown", "text/html")]
     return metrics, texts
