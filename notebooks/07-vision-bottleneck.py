@@ -136,15 +136,15 @@ display(Markdown("\n".join(f"- {line}" for line in check)))
 
 # %%
 probe_cfg = rp.make_probe_config({"n_per_kind": 20, "seed": 0}, linear, random_twin=False)
+probes_dir = repo_path(out_dir) / "probes"
 cells = [rp.Member("policies", run, root / RUNS_DIR / run / "policy" / "backbone")
          for base in bases for runs in vis.cell_runs(base, probe_seeds).values() for run in runs]
 members = [m for m in cells if (m.path / "config.json").exists()]
-elsewhere = [m for m in cells if m not in members and m.result_path(repo_path(out_dir) / "probes").exists()]
+elsewhere = [m for m in cells if m not in members and m.result_path(probes_dir).exists()]
 if elsewhere:  # results are in git; checkpoints stay on the machine that trained them
     print("probed where the policy was trained (checkpoint not on this machine):", [m.name for m in elsewhere])
-rp.probe_backbones(members, demos, probe_cfg, repo_path(out_dir) / "probes", keep=elsewhere)
-policy_probes = (rp.load_all(repo_path(out_dir) / "probes", ["policies"]).droplevel("group") if members or elsewhere
-                 else pd.DataFrame())
+rp.probe_backbones(members, demos, probe_cfg, probes_dir, keep=elsewhere)
+policy_probes = rp.load_all(probes_dir, ["policies"]).droplevel("group") if members or elsewhere else pd.DataFrame()
 scores = ["probe_linear_ee_r2", "probe_linear_object_r2", "probe_linear_gripper_r2"]
 for base in bases:
     for score in scores:
