@@ -19,6 +19,7 @@ from vlm4vla.pipeline.schedule import StageFiles, absent_inputs, changed_stages,
 from vlm4vla.train.results import publish_results
 
 BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[1]
 LOG = "stages.log"  # outside the pipeline's files: each stage appends its name when it really runs
 
 DVC_YAML = """
@@ -142,3 +143,34 @@ def test_publish_results_copies_the_small_files_and_replaces_old_ones_whole(tmp_
     assert publish_results(run, results) == ["eval_results.json", "history.csv"]
     assert sorted(p.name for p in results.iterdir()) == ["eval_results.json", "history.csv"]
     assert sorted(p.name for p in results.parent.iterdir()) == ["x"]  # no temporary folder left
+
+
+def _study_outs() -> list[tuple[str, bool]]:
+    """(path, cached) of every output of the study's dvc.yaml, foreach keys written as a sample run name."""
+    import yaml
+
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    found = []
+    for stage in stages.values():
+        body = stage.get("do", stage)
+        for out in [*body.get("outs", []), *body.get("metrics", [])]:
+            path, flags = next(iter(out.items())) if isinstance(out, dict) else (out, {})
+            found.append((path.replace("${key}", "bb-example-s0"), flags.get("cache", True)))
+    return found
+
+
+def test_every_uncached_output_of_the_study_is_kept_by_git() -> None:
+    """A `cache: false` output exists only where it was made unless git keeps it (the fresh-clone promise)."""
+    uncached = [path for path, cached in _study_outs() if not cached]
+    assert "reports/03-backbones.html" in uncached and "artifacts/run-results/bb-example-s0" in uncached
+    # A folder output that does not exist yet is matched as a file: ask for a path inside it too.
+    ignored = set(subprocess.run(["git", "check-ignore", "--no-index", *uncached, *(f"{p}/x" for p in uncached)],
+                                 cwd=ROOT, capture_output=True, text=True).stdout.split())
+    hidden = [p for p in uncached if p in ignored and f"{p}/x" in ignored]
+    assert hidden == [], f"cache: false outputs that .gitignore hides: {hidden}"
+
+
+def test_every_stage_report_is_in_git_and_per_run_reports_are_not() -> None:
+    """Finding and stage reports are readable on a fresh clone; the 114 per-run pages stay in DVC's cache."""
+    reports = dict((path, cached) for path, cached in _study_outs() if path.startswith("reports/"))
+    assert {p for p, cached in reports.items() if cached} == {"reports/runs/bb-example-s0.html"}
