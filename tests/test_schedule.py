@@ -92,6 +92,15 @@ def test_first_patterns_move_stages_forward_but_upstream_still_runs_before(tmp_p
     assert starts == ["e", "a", "b", "c", "d"]  # d asked first, but it waits for a, b and c
 
 
+def test_only_patterns_keep_the_asked_stages_and_what_they_need() -> None:
+    plan = make_plan(ORDER, UPSTREAM, changed={"a", "e"}, only=["b"])
+    assert plan.order == ["a", "b"]  # c, d and e are planned without --only, and wait now
+    assert plan.upstream == {"a": set(), "b": {"a"}}
+    forced = make_plan(ORDER, UPSTREAM, changed={"b", "c"}, forced={"a"}, only=["c"])
+    assert forced.order == ["a", "c"] and forced.forced == {"a"}  # a restored for c; b is not asked for
+    assert make_plan(ORDER, UPSTREAM, changed={"e"}, only=["b"]).order == []  # b unchanged: nothing to do
+
+
 def test_first_patterns_rank_by_the_first_pattern_matched() -> None:
     order = ["train@bb-x-s0", "train@ax-y-s0", "train@ax-y-s1", "train@lb-z-s0", "report"]
     upstream = {s: set() for s in order}

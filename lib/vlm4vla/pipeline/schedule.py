@@ -113,7 +113,8 @@ def absent_inputs(todo: set[str], files: StageFiles, exists: Callable[[str], boo
 
 
 def make_plan(order: list[str], upstream: Mapping[str, set[str]], changed: set[str],
-              first: Sequence[str] = (), running: set[str] = frozenset(), forced: set[str] = frozenset()) -> Plan:
+              first: Sequence[str] = (), running: set[str] = frozenset(), forced: set[str] = frozenset(),
+              only: Sequence[str] = ()) -> Plan:
     """The changed stages and everything downstream of them, in ``order``.
 
     ``first``: shell patterns over stage addresses (``train@ax-*-s0``); matching stages move to the
@@ -121,10 +122,15 @@ def make_plan(order: list[str], upstream: Mapping[str, set[str]], changed: set[s
     still waits for its upstream stages, wherever they are in the order. ``running``: stages an
     earlier scheduler started and that still run; they and everything downstream of them are left out
     (the next plan, once they are recorded, has what remains). ``forced``: unchanged stages to run
-    again (see ``absent_inputs``).
+    again (see ``absent_inputs``). ``only``: shell patterns; when given, the plan keeps the stages
+    matching one of them and the planned stages they need, nothing else (so a sitting's slots are not
+    taken by long stages nobody asked for yet).
     """
     todo = with_descendants(order, upstream, changed) - with_descendants(order, upstream, running)
     todo |= forced - with_descendants(order, upstream, running)
+    if only:
+        asked = {s for s in todo if any(fnmatch.fnmatchcase(s, pat) for pat in only)}
+        todo = asked | {u for s in asked for u in upstream.get(s, set())} & todo
 
     def rank(stage: str) -> int:
         return next((i for i, pat in enumerate(first) if fnmatch.fnmatchcase(stage, pat)), len(first))
@@ -240,24 +246,29 @@ def stages_running(root: Path, proc: Path = Path("/proc")) -> dict[int, str]:
     return found
 
 
-def parallel_repro(root: Path, jobs: int, first: Sequence[str] = (), deadline: float | None = None) -> int:
+def parallel_repro(root: Path, jobs: int, first: Sequence[str] = (), deadline: float | None = None,
+                   only: Sequence[str] = ()) -> int:
     """Reproduce every changed stage of the pipeline at ``root``, ``jobs`` at a time; 0 when none failed.
 
-    ``first``: patterns of stages to run before the others (see ``make_plan``). ``deadline`` (epoch
+    ``first``: patterns of stages to run before the others; ``only``: patterns of the stages to run at
+    all, with what they need (see ``make_plan``). ``deadline`` (epoch
     seconds): start only the runs expected to finish before it (``progress.expected_stage_seconds``:
     the median finished run of the same benchmark), so a sitting that ends then does not leave a run
     killed half-way through its evaluation, which restarts from scratch.
     """
     busy = set(stages_running(root).values())
     order, upstream = stage_graph(root)
-    unknown = [pat for pat in first if not any(fnmatch.fnmatchcase(s, pat) for s in order)]
-    if unknown:
-        raise ValueError(f"--first {unknown}: match no stage of dvc.yaml; stages look like {order[:3]}")
+    for option, patterns in (("--first", first), ("--only", only)):
+        unknown = [pat for pat in patterns if not any(fnmatch.fnmatchcase(s, pat) for s in order)]
+        if unknown:
+            raise ValueError(f"{option} {unknown}: match no stage of dvc.yaml; stages look like {order[:3]}")
     held = with_descendants(order, upstream, busy)
     changed, files = changed_stages(root, [s for s in order if s not in held] if busy else ())
     todo = with_descendants(order, upstream, changed) - held
+    if only:  # restore only what the asked-for stages read
+        todo = set(make_plan(order, upstream, changed, running=busy, only=only).order)
     forced = absent_inputs(todo, files, lambda path: (root / path).exists())
-    plan = make_plan(order, upstream, changed, first, running=busy, forced=forced)
+    plan = make_plan(order, upstream, changed, first, running=busy, forced=forced, only=only)
     if plan.forced:
         print(f"run again for outputs absent here that planned stages read: {sorted(plan.forced)}", flush=True)
     if busy:  # a stopped scheduler's stages: never started twice, and what needs them waits for the next plan
