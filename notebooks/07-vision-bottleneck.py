@@ -123,7 +123,9 @@ demos = DemoStore.open(repo_path(demos_dir))
 stage1_dirs = [root / "artifacts/control-supervision" / f"{base}-fast-{variant}" for base in bases for variant in vis.STAGE1_LABELS]
 dependence = vis.stage1_image_dependence([d for d in stage1_dirs if d.is_dir()], demos, n=128)
 display(dependence.round(3))
-check = vis.image_dependence_lines(dependence)
+absent = [d.name for d in stage1_dirs if not d.is_dir()]
+check = vis.image_dependence_lines(dependence) + [
+    f"{name}: not checked, the stage-1 backbone is not on this machine (`06-control-supervision` makes it)" for name in absent]
 display(Markdown("\n".join(f"- {line}" for line in check)))
 
 # %% [markdown]

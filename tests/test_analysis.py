@@ -138,6 +138,8 @@ def test_freezing_table_finds_the_vision_bottleneck_and_control_table_has_every_
     assert both.groupby("benchmark").size().to_dict() == {"libero": 3, "metaworld": 3}
     assert both.set_index(["benchmark", "freeze"]).loc[("libero", "freeze_vision"), "vs_full"] == 0
     assert any("on libero" in line and "not reproduced" in line for line in vis.conclusions(both))
+    assert any(line.startswith("m on libero, freeze_vision: changes success by +0.00") for line in vis.conclusions(both))
+    assert any(line.startswith("m on metaworld, freeze_vision: hurts by -0.60") for line in vis.conclusions(both))
     both_eps = pd.concat([eps[eps["backbone"] == "m"], libero], ignore_index=True)
     assert any("on libero" in line and line.endswith("not reproduced.") for line in vis.conclusions(both, both_eps))
     grid = vis.control_supervision_table(eps, "m")

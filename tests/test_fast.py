@@ -212,3 +212,5 @@ def test_stage1_image_dependence_compares_own_and_shuffled_images(store: DemoSto
         text_only_loss([fast.encode(c) for c in action_chunks(store, 4)], list(store.table["instruction"])))
     blank = dataclasses.replace(store, frames=np.zeros_like(store.frames))  # one image for all: shuffling changes nothing
     assert stage1_image_dependence([saved], blank, n=16).loc[summary["name"], "image_gain"] == 0.0
+    empty = stage1_image_dependence([], store)  # no stage-1 backbone here: an empty table, same columns
+    assert empty.empty and list(empty.columns) == list(table.columns) and empty.index.name == "backbone"

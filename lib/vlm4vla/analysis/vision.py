@@ -220,7 +220,9 @@ def stage1_image_dependence(stage1_dirs: Sequence[Path], store: Any, n: int = 12
                      "loss_shuffled_image": shuffled, "image_gain": shuffled - own,
                      "image_share": image_share(before, own, shuffled),
                      "text_only_reference": text_only_loss(sequences, list(store.table["instruction"]))})
-    return pd.DataFrame(rows).set_index("backbone")
+    columns = ["backbone", "loss_before_stage1", "loss_own_image", "loss_shuffled_image", "image_gain",
+               "image_share", "text_only_reference"]
+    return pd.DataFrame(rows, columns=columns).set_index("backbone")
 
 
 def image_dependence_lines(dependence: pd.DataFrame, min_share: float = IMAGE_SHARE_MIN) -> list[str]:
@@ -261,7 +263,7 @@ def conclusions(freezing: pd.DataFrame, episodes: pd.DataFrame | None = None) ->
             lines.append(f"{where}: no full fine-tuning run to compare with.")
             continue
         sig = row.vs_full_ci_high < 0 or row.vs_full_ci_low > 0
-        direction = "hurts" if row.vs_full < 0 else "helps"
+        direction = "hurts" if row.vs_full < 0 else "helps" if row.vs_full > 0 else "changes success"
         lines.append(f"{where}: {direction} by {row.vs_full:+.2f} vs full fine-tuning "
                      f"(95% CI [{row.vs_full_ci_low:+.2f}, {row.vs_full_ci_high:+.2f}], p = {row.vs_full_p:.2g}, {row.vs_full_unit}; "
                      f"{'the interval excludes 0' if sig else 'not distinguishable from 0 at this number of seeds'}).")
