@@ -63,24 +63,13 @@ def check(run: str, steps: int | None) -> bool:
     return all(same.values())
 
 
-def demonstrations_hashes(lock_text: str) -> tuple[str, dict[str, str]]:
-    """(the demonstrations stage's own output md5, {stage: md5 of the demonstrations it read})."""
-    own, read, stage, section = None, {}, None, None
-    lines = lock_text.splitlines()
-    for i, line in enumerate(lines):
-        if m := re.match(r"^  (\S+):$", line):
-            stage, section = m.group(1), None
-        elif line.strip() in ("deps:", "outs:", "params:"):
-            section = line.strip()[:-1]
-        elif line.strip() == f"- path: {DEMOS}":
-            md5 = next(re.search(r"md5: (\S+)", lines[j]).group(1) for j in range(i + 1, i + 4) if "md5:" in lines[j])
-            if section == "outs" and stage == "demonstrations":
-                own = md5
-            elif section == "deps":
-                read[stage] = md5
+def demonstrations_hashes(lock_text: str) -> tuple[dict, dict[str, str]]:
+    """(the demonstrations stage's own output entry, {stage: md5 of the demonstrations it read})."""
+    stages = yaml.safe_load(lock_text)["stages"]
+    own = next((o for o in stages.get("demonstrations", {}).get("outs", []) if o["path"] == DEMOS), None)
     if own is None:
         raise SystemExit("dvc.lock: the demonstrations stage records no output (run it first)")
-    return own, read
+    return own, {name: d["md5"] for name, stage in stages.items() for d in stage.get("deps", []) if d["path"] == DEMOS}
 
 
 def repoint(lock: Path, old: str, new: str, new_size: int) -> list[str]:
@@ -107,14 +96,12 @@ def main() -> None:
     lock = ROOT / "dvc.lock"
     own, read = demonstrations_hashes(lock.read_text())
     results = [check(run, int(steps) if steps else None) for run, _, steps in (r.partition(":") for r in args.runs)]
-    stale = sorted({args.old} if args.old else {md5 for md5 in read.values() if md5 != own})
-    print(f"demonstrations here: {own}; recorded for finished stages instead: "
+    stale = sorted({args.old} if args.old else {md5 for md5 in read.values() if md5 != own["md5"]})
+    print(f"demonstrations here: {own['md5']}; recorded for finished stages instead: "
           + (", ".join(f"{md5} ({sum(v == md5 for v in read.values())} stages)" for md5 in stale) or "none"))
     if args.write and all(results) and stale:
-        size = int(re.search(rf"- path: {re.escape(DEMOS)}\n\s+hash: md5\n\s+md5: {re.escape(own)}\n\s+size: (\d+)",
-                             lock.read_text()).group(1))
         for md5 in stale:
-            print(f"re-pointed at {own}: {repoint(lock, md5, own, size)}")
+            print(f"re-pointed at {own['md5']}: {repoint(lock, md5, own['md5'], own['size'])}")
     elif args.write:
         print("nothing written: " + ("a history differs" if not all(results) else "no stage reads other demonstrations"))
 

@@ -129,14 +129,19 @@ def make_plan(order: list[str], upstream: Mapping[str, set[str]], changed: set[s
     todo = with_descendants(order, upstream, changed) - with_descendants(order, upstream, running)
     todo |= forced - with_descendants(order, upstream, running)
     if only:
-        asked = {s for s in todo if any(fnmatch.fnmatchcase(s, pat) for pat in only)}
-        todo = asked | {u for s in asked for u in upstream.get(s, set())} & todo
+        todo = keep_only(todo, upstream, only)
 
     def rank(stage: str) -> int:
         return next((i for i, pat in enumerate(first) if fnmatch.fnmatchcase(stage, pat)), len(first))
 
     ordered = sorted((s for s in order if s in todo), key=rank)  # stable: ties keep ``order``
     return Plan(ordered, {s: set(upstream.get(s, set())) & todo for s in todo}, forced & todo)
+
+
+def keep_only(todo: set[str], upstream: Mapping[str, set[str]], only: Sequence[str]) -> set[str]:
+    """The stages of ``todo`` matching a pattern of ``only``, and the stages of ``todo`` they need."""
+    asked = {s for s in todo if any(fnmatch.fnmatchcase(s, pat) for pat in only)}
+    return asked | {u for s in asked for u in upstream.get(s, set())} & todo
 
 
 def with_descendants(order: list[str], upstream: Mapping[str, set[str]], stages: set[str]) -> set[str]:
@@ -266,7 +271,7 @@ def parallel_repro(root: Path, jobs: int, first: Sequence[str] = (), deadline: f
     changed, files = changed_stages(root, [s for s in order if s not in held] if busy else ())
     todo = with_descendants(order, upstream, changed) - held
     if only:  # restore only what the asked-for stages read
-        todo = set(make_plan(order, upstream, changed, running=busy, only=only).order)
+        todo = keep_only(todo, upstream, only)
     forced = absent_inputs(todo, files, lambda path: (root / path).exists())
     plan = make_plan(order, upstream, changed, first, running=busy, forced=forced, only=only)
     if plan.forced:
