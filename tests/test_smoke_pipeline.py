@@ -165,7 +165,9 @@ def test_changing_one_parameter_reruns_only_dependent_stages(smoke):
         result = _sh(["dvc", "repro"], smoke, timeout=600)
         assert result.returncode == 0, result.stderr[-2000:]
         ran = set(re.findall(r"Running stage '([^']+)'", result.stdout))
-        assert ran == {"backbones", "index"}, ran
+        # The index follows the metrics' bytes: it re-runs when the finding's wall time (kept to 0.1 s) moved,
+        # and rightly stays when a ~17 s notebook took the same time to the tenth (a few % of runs).
+        assert "backbones" in ran and ran <= {"backbones", "index"}, f"{ran}\n{result.stdout[-3000:]}"
     finally:
         profile.write_text(original)
         _sh(["vlm4vla", "profile", "smoke"], smoke)
