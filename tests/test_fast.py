@@ -133,6 +133,22 @@ def test_mixed_corpus_holds_the_vqa_share(store: DemoStore, corpus, ratio: float
         assert np.array_equal(mix.images[first["image"]], corpus.train.images[first["image"] - len(store)])
 
 
+def test_fast_token_rows_do_not_depend_on_the_global_random_state(store, corpus) -> None:
+    """The same backbone gets the same new FAST rows whatever ran before (stage 1 must rebuild bit for bit),
+    and adding them leaves the caller's random stream where it was."""
+    fast = fit_fast(store, FAST)
+    rows = []
+    for burn in (0, 1000):
+        torch.manual_seed(1)
+        backbone = make_backbone(TINY, corpus.train.texts())
+        torch.rand(burn)
+        state = torch.get_rng_state()
+        ids = add_fast_tokens(backbone, fast)
+        assert torch.equal(torch.get_rng_state(), state)
+        rows.append(backbone.model.get_input_embeddings().weight[ids].detach().clone())
+    assert rows[0].abs().sum() > 0 and torch.equal(rows[0], rows[1])
+
+
 @pytest.fixture(scope="module")
 def trained(store: DemoStore, corpus):
     """A tiny random backbone before / after 40 stage-1 steps with the vision encoder frozen."""

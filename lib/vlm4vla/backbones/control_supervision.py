@@ -104,9 +104,16 @@ def fast_round_trip(fast: FastTokenizer, store: DemoStoreLike, n_random: int = 1
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def add_fast_tokens(backbone: Backbone, fast: FastTokenizer) -> list[int]:
-    """Add '<fast_i>' for every FAST id to the backbone's vocabulary (idempotent); their VLM ids."""
-    return [backbone.add_special_token(token) for token in fast.special_tokens()]
+def add_fast_tokens(backbone: Backbone, fast: FastTokenizer, seed: int = 0) -> list[int]:
+    """Add '<fast_i>' for every FAST id to the backbone's vocabulary (idempotent); their VLM ids.
+
+    transformers draws the new embedding rows (normal, std ``initializer_range``) from torch's global
+    generator, whose state here depends on what ran before in the process: two builds of the same stage 1
+    differed from the first logged loss (2026-12-03). So the rows are drawn under a generator seeded here,
+    and the caller's random state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return [backbone.add_special_token(token) for token in fast.special_tokens()]
 
 
 def control_items(store: DemoStoreLike, fast: FastTokenizer) -> pd.DataFrame:
