@@ -104,15 +104,15 @@ def fast_round_trip(fast: FastTokenizer, store: DemoStoreLike, n_random: int = 1
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def add_fast_tokens(backbone: Backbone, fast: FastTokenizer, seed: int = 0) -> list[int]:
+def add_fast_tokens(backbone: Backbone, fast: FastTokenizer) -> list[int]:
     """Add '<fast_i>' for every FAST id to the backbone's vocabulary (idempotent); their VLM ids.
 
-    transformers draws the new embedding rows (normal, std ``initializer_range``) from torch's global
-    generator, whose state here depends on what ran before in the process: two builds of the same stage 1
-    differed from the first logged loss (2026-12-03). So the rows are drawn under a generator seeded here,
-    and the caller's random state is left as it was."""
+    transformers draws the new embedding rows from torch's global generator, whose state differs between
+    processes, so they are drawn under a fixed seed (the caller's random state is left as it was). Here and
+    not in ``Backbone.add_special_token``: the adapter's ActionQuery row never enters a computation (its
+    forward hook puts the learnable query there), and base.py is a dependency of every trained policy."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.manual_seed(0)
         return [backbone.add_special_token(token) for token in fast.special_tokens()]
 
 
