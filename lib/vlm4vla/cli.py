@@ -56,7 +56,8 @@ def _index(args: argparse.Namespace) -> int:
 
 def _repro(args: argparse.Namespace) -> int:
     root = repo_root()
-    for option, value in (("--first", args.first), ("--only", args.only), ("--until", args.until)):
+    for option, value in (("--first", args.first), ("--only", args.only), ("--again", args.again),
+                          ("--until", args.until)):
         if value and args.dvc_args:
             raise SystemExit(f"{option} {value}: an option of the scheduler, so it takes no dvc arguments")
     deadline = None if args.until is None else parse_until(args.until)
@@ -64,7 +65,7 @@ def _repro(args: argparse.Namespace) -> int:
     if not args.dvc_args:  # the scheduler, also for --jobs 1: it restores absent upstream outputs (README)
         from .pipeline.schedule import parallel_repro
 
-        return parallel_repro(root, args.jobs, args.first, deadline, only=args.only)
+        return parallel_repro(root, args.jobs, args.first, deadline, only=args.only, again=args.again)
     cmd = ["dvc", "repro", *args.dvc_args]
     print("$", " ".join(cmd), flush=True)
     return subprocess.call(cmd, cwd=root, env=None)
@@ -116,6 +117,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--only", nargs="+", default=[], metavar="PATTERN",
                    help="run only the stages matching these shell patterns and the stages they need "
                         "(e.g. 'train@fz-*-s1'); the rest wait for the next repro")
+    s.add_argument("--again", nargs="+", default=[], metavar="PATTERN",
+                   help="run the stages matching these shell patterns from scratch even if unchanged: their "
+                        "persisted outputs (checkpoints) are emptied first (e.g. after a fix to training)")
     s.add_argument("--until", metavar="TIME",
                    help="start only the runs expected to finish by then (HH:MM, or a span such as "
                         "2h50m); the rest wait for the next repro")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import shutil
 import subprocess
 import sys
 import time
@@ -158,10 +159,63 @@ def dvc_command(stage: str, forced: bool) -> list[str]:
     return ["dvc", "repro", "--single-item", "--allow-missing", *(["--force"] if forced else []), stage]
 
 
-def dvc_launcher(root: Path, forced: set[str] = frozenset()) -> Launch:
-    """Starts ``dvc_command(stage)`` in ``root``, its output appended to the log."""
+def stale_persisted(root: Path, stage: str, again: bool = False) -> tuple[list[str], list[str]]:
+    """``(changed inputs, persisted outputs)`` of ``stage`` when its persisted outputs (``persist: true``:
+    a run's checkpoints, which a re-run stage resumes from) were made from other data than is there now.
+
+    Data: a dependency that DVC tracks as data, an output of another stage or a ``.dvc`` file (a
+    backbone, the demonstrations), whose bytes differ from what ``dvc.lock`` recorded when the stage last
+    finished. Without this, a rebuilt backbone at the same path leaves a finished run's checkpoints in
+    place, the re-run stage finds them complete and records results of the old backbone under the new
+    one's hash. Code dependencies are not data: after a code edit a run resumes (README, "a killed
+    make repro"). A dependency the lock has no hash for (the stage never finished) or that is absent is
+    no change. ``again``: stale regardless (``vlm4vla repro --again``). ``([], [])`` when not stale or
+    nothing is persisted.
+    """
+    from dvc.lock import LockError
+    from dvc.repo import Repo
+
+    for attempt in range(LOCK_RETRIES):
+        try:
+            with contextlib.chdir(root), Repo(str(root)) as repo, repo.lock:
+                target = next(s for s in repo.index.stages if s.addressing == stage)
+                persisted = [str(o.def_path) for o in target.outs if o.persist]
+                if not persisted or again:
+                    return (["--again"] if persisted else []), persisted
+                data = [o.fs_path for s in repo.index.stages if s is not target for o in s.outs]
+                changed = [str(d.def_path) for d in target.deps
+                           if d.hash_info and any(_inside(d.fs_path, p) or _inside(p, d.fs_path) for p in data)
+                           and d.status().get(str(d)) == "modified"]
+                return changed, persisted if changed else []
+        except LockError:  # a running stage is recording its result
+            time.sleep(LOCK_RETRY_S)
+    raise RuntimeError(f"{stage}: DVC's repository lock stayed busy for {LOCK_RETRIES * LOCK_RETRY_S:.0f} s")
+
+
+def empty_stale_persisted(root: Path, stage: str, again: bool = False) -> str | None:
+    """Remove ``stage``'s persisted outputs if ``stale_persisted``; a line saying so, or None."""
+    changed, persisted = stale_persisted(root, stage, again)
+    for path in persisted:
+        target = root / path
+        shutil.rmtree(target) if target.is_dir() and not target.is_symlink() else target.unlink(missing_ok=True)
+    return (f"fresh    {stage}: {', '.join(changed)} changed since its persisted outputs were made; emptied "
+            f"{', '.join(persisted)}, it starts from scratch") if persisted else None
+
+
+def dvc_launcher(root: Path, forced: set[str] = frozenset(), again: set[str] = frozenset(),
+                 echo: Callable[[str], None] = print) -> Launch:
+    """Starts ``dvc_command(stage)`` in ``root``, its output appended to the log; first empties the
+    stage's persisted outputs if they are stale (``empty_stale_persisted``) or the stage is in ``again``."""
+    emptied: set[str] = set()  # a stage started again after a busy lock is checked once
+
     def launch(stage: str, log: Path) -> "subprocess.Popen[bytes]":
         log.parent.mkdir(parents=True, exist_ok=True)
+        if stage not in emptied:
+            emptied.add(stage)
+            if line := empty_stale_persisted(root, stage, stage in again):
+                echo(line)
+                with open(log, "a") as fh:
+                    fh.write(line + "\n")
         with open(log, "ab") as fh:
             return subprocess.Popen(dvc_command(stage, stage in forced), cwd=root, stdout=fh,
                                     stderr=subprocess.STDOUT)
@@ -252,30 +306,39 @@ def stages_running(root: Path, proc: Path = Path("/proc")) -> dict[int, str]:
 
 
 def parallel_repro(root: Path, jobs: int, first: Sequence[str] = (), deadline: float | None = None,
-                   only: Sequence[str] = ()) -> int:
+                   only: Sequence[str] = (), again: Sequence[str] = ()) -> int:
     """Reproduce every changed stage of the pipeline at ``root``, ``jobs`` at a time; 0 when none failed.
 
     ``first``: patterns of stages to run before the others; ``only``: patterns of the stages to run at
-    all, with what they need (see ``make_plan``). ``deadline`` (epoch
+    all, with what they need (see ``make_plan``); ``again``: patterns of stages to run from scratch even
+    if unchanged (their persisted outputs emptied, then ``dvc repro -f``: after a code fix that should
+    re-train finished runs). ``deadline`` (epoch
     seconds): start only the runs expected to finish before it (``progress.expected_stage_seconds``:
     the median finished run of the same benchmark), so a sitting that ends then does not leave a run
     killed half-way through its evaluation, which restarts from scratch.
     """
     busy = set(stages_running(root).values())
     order, upstream = stage_graph(root)
-    for option, patterns in (("--first", first), ("--only", only)):
+    for option, patterns in (("--first", first), ("--only", only), ("--again", again)):
         unknown = [pat for pat in patterns if not any(fnmatch.fnmatchcase(s, pat) for s in order)]
         if unknown:
             raise ValueError(f"{option} {unknown}: match no stage of dvc.yaml; stages look like {order[:3]}")
     held = with_descendants(order, upstream, busy)
     changed, files = changed_stages(root, [s for s in order if s not in held] if busy else ())
+    redo = {s for s in order if any(fnmatch.fnmatchcase(s, pat) for pat in again)}
+    if redo & held:
+        raise ValueError(f"--again {sorted(redo & held)}: still running (or waiting for a running stage); "
+                         f"wait for them to finish")
+    changed |= redo
+    only = [*only, *again] if only else []  # --only narrows the plan; what --again names stays in it
     todo = with_descendants(order, upstream, changed) - held
     if only:  # restore only what the asked-for stages read
         todo = keep_only(todo, upstream, only)
-    forced = absent_inputs(todo, files, lambda path: (root / path).exists())
+    forced = absent_inputs(todo, files, lambda path: (root / path).exists()) | redo
     plan = make_plan(order, upstream, changed, first, running=busy, forced=forced, only=only)
-    if plan.forced:
-        print(f"run again for outputs absent here that planned stages read: {sorted(plan.forced)}", flush=True)
+    if plan.forced - redo:
+        print(f"run again for outputs absent here that planned stages read: {sorted(plan.forced - redo)}",
+              flush=True)
     if busy:  # a stopped scheduler's stages: never started twice, and what needs them waits for the next plan
         print(f"still running from an earlier `vlm4vla repro`, left out with what depends on them: {sorted(busy)}",
               flush=True)
@@ -285,8 +348,10 @@ def parallel_repro(root: Path, jobs: int, first: Sequence[str] = (), deadline: f
         from .progress import expected_stage_seconds, run_progress
 
         expected = expected_stage_seconds(run_progress(root))
-    status = run_plan(plan, jobs, root / "artifacts" / "logs", dvc_launcher(root, plan.forced),
-                      echo=lambda s: print(s, flush=True),
+    def echo(line: str) -> None:
+        print(line, flush=True)
+
+    status = run_plan(plan, jobs, root / "artifacts" / "logs", dvc_launcher(root, plan.forced, redo, echo), echo=echo,
                       deadline=deadline, expected_s=expected,
                       others=lambda: len(busy & set(stages_running(root).values())))
     deferred = sorted(s for s, v in status.items() if v == "deferred")
