@@ -64,10 +64,12 @@ def stage_graph(root: Path) -> tuple[list[str], dict[str, set[str]]]:
 
 @dataclass
 class StageFiles:
-    """Each stage's dependency and output paths (relative to the repository root)."""
+    """Each stage's dependency and output paths (relative to the repository root); ``persisted``: the
+    stages with ``persist: true`` outputs."""
 
     deps: dict[str, list[str]]
     outs: dict[str, list[str]]
+    persisted: set[str] = field(default_factory=set)
 
 
 def changed_stages(root: Path, targets: Sequence[str] = ()) -> tuple[set[str], StageFiles]:
@@ -87,7 +89,8 @@ def changed_stages(root: Path, targets: Sequence[str] = ()) -> tuple[set[str], S
         wanted = set(targets) or {s.addressing for s in stages}
         changed = {s.addressing for s in stages if s.addressing in wanted and s.changed(True, stages)}
         files = StageFiles({s.addressing: [str(d.def_path) for d in s.deps] for s in stages},
-                           {s.addressing: [str(o.def_path) for o in s.outs] for s in stages})
+                           {s.addressing: [str(o.def_path) for o in s.outs] for s in stages},
+                           {s.addressing for s in stages if any(o.persist for o in s.outs)})
     return changed, files
 
 
@@ -203,15 +206,16 @@ def empty_stale_persisted(root: Path, stage: str, again: bool = False) -> str | 
 
 
 def dvc_launcher(root: Path, forced: set[str] = frozenset(), again: set[str] = frozenset(),
-                 echo: Callable[[str], None] = print) -> Launch:
-    """Starts ``dvc_command(stage)`` in ``root``, its output appended to the log; first empties the
-    stage's persisted outputs if they are stale (``empty_stale_persisted``) or the stage is in ``again``."""
-    emptied: set[str] = set()  # a stage started again after a busy lock is checked once
+                 echo: Callable[[str], None] = print, persisted: set[str] = frozenset()) -> Launch:
+    """Starts ``dvc_command(stage)`` in ``root``, its output appended to the log; first, for a stage of
+    ``persisted``, empties its persisted outputs if they are stale (``empty_stale_persisted``) or the
+    stage is in ``again``."""
+    checked: set[str] = set()  # a stage started again after a busy lock is checked once
 
     def launch(stage: str, log: Path) -> "subprocess.Popen[bytes]":
         log.parent.mkdir(parents=True, exist_ok=True)
-        if stage not in emptied:
-            emptied.add(stage)
+        if stage in persisted and stage not in checked:
+            checked.add(stage)
             if line := empty_stale_persisted(root, stage, stage in again):
                 echo(line)
                 with open(log, "a") as fh:
@@ -351,7 +355,7 @@ def parallel_repro(root: Path, jobs: int, first: Sequence[str] = (), deadline: f
     def echo(line: str) -> None:
         print(line, flush=True)
 
-    status = run_plan(plan, jobs, root / "artifacts" / "logs", dvc_launcher(root, plan.forced, redo, echo), echo=echo,
+    status = run_plan(plan, jobs, root / "artifacts" / "logs", dvc_launcher(root, plan.forced, redo, echo, files.persisted), echo=echo,
                       deadline=deadline, expected_s=expected,
                       others=lambda: len(busy & set(stages_running(root).values())))
     deferred = sorted(s for s, v in status.items() if v == "deferred")
