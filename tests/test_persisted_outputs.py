@@ -76,11 +76,12 @@ def test_a_run_that_never_finished_keeps_its_checkpoint(tmp_path: Path, repo: Pa
     assert (repo / "result.txt").read_text() == "half-trained\n"
 
 
-def test_again_runs_an_unchanged_stage_from_scratch(repo: Path) -> None:
+def test_again_runs_an_unchanged_stage_from_scratch(repo: Path, capsys: pytest.CaptureFixture) -> None:
     (repo / "untracked.txt").write_text("fixed\n")
     assert parallel_repro(repo, jobs=1) == 0  # unchanged for DVC: not run
     assert (repo / "result.txt").read_text() == "backbone v1\n"
     assert parallel_repro(repo, jobs=1, again=["train"]) == 0
+    assert "fresh    train: named by --again; emptied ck" in capsys.readouterr().out
     assert (repo / "result.txt").read_text() == "backbone v1\nfixed\n"  # trained again, not resumed
 
 

@@ -172,8 +172,8 @@ def stale_persisted(root: Path, stage: str, again: bool = False) -> tuple[list[s
     place, the re-run stage finds them complete and records results of the old backbone under the new
     one's hash. Code dependencies are not data: after a code edit a run resumes (README, "a killed
     make repro"). A dependency the lock has no hash for (the stage never finished) or that is absent is
-    no change. ``again``: stale regardless (``vlm4vla repro --again``). ``([], [])`` when not stale or
-    nothing is persisted.
+    no change. ``again``: stale regardless (``vlm4vla repro --again``; no inputs named). ``([], [])``
+    when not stale or nothing is persisted.
     """
     from dvc.lock import LockError
     from dvc.repo import Repo
@@ -184,7 +184,7 @@ def stale_persisted(root: Path, stage: str, again: bool = False) -> tuple[list[s
                 target = next(s for s in repo.index.stages if s.addressing == stage)
                 persisted = [str(o.def_path) for o in target.outs if o.persist]
                 if not persisted or again:
-                    return (["--again"] if persisted else []), persisted
+                    return [], persisted
                 data = [o.fs_path for s in repo.index.stages if s is not target for o in s.outs]
                 changed = [str(d.def_path) for d in target.deps
                            if d.hash_info and any(_inside(d.fs_path, p) or _inside(p, d.fs_path) for p in data)
@@ -201,8 +201,8 @@ def empty_stale_persisted(root: Path, stage: str, again: bool = False) -> str | 
     for path in persisted:
         target = root / path
         shutil.rmtree(target) if target.is_dir() and not target.is_symlink() else target.unlink(missing_ok=True)
-    return (f"fresh    {stage}: {', '.join(changed)} changed since its persisted outputs were made; emptied "
-            f"{', '.join(persisted)}, it starts from scratch") if persisted else None
+    why = "named by --again" if again else f"{', '.join(changed)} changed since its persisted outputs were made"
+    return f"fresh    {stage}: {why}; emptied {', '.join(persisted)}, it starts from scratch" if persisted else None
 
 
 def dvc_launcher(root: Path, forced: set[str] = frozenset(), again: set[str] = frozenset(),
