@@ -90,6 +90,11 @@ plt.show()
 
 # %% [markdown]
 # ## Control-relevant supervision: the 3 x 2 table (ours, then the paper's)
+# Each stage-1 variant is built once and shared by every seed of its cells, so the seeds' spread does
+# not include how much the stage-1 build itself moves a cell. One measurement of that (2026-12-03, seed
+# 1): two builds of the vision-frozen stage 1 that differed only in the random draw of the 512 new FAST
+# token rows gave stage-2 success 0.29 vs 0.235 (stage 2 vision trained) and 0.21 vs 0.23 (stage 2
+# vision frozen). Cell differences of about 0.05 are within what that draw alone does.
 
 # %%
 supervised = fixed_k(load_finished(root, ["cs-"], required=False))  # cells without runs say "not run"
