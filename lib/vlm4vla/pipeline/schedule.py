@@ -178,7 +178,7 @@ def stale_persisted(root: Path, stage: str, again: bool = False) -> tuple[list[s
     from dvc.lock import LockError
     from dvc.repo import Repo
 
-    for attempt in range(LOCK_RETRIES):
+    for _ in range(LOCK_RETRIES):
         try:
             with contextlib.chdir(root), Repo(str(root)) as repo, repo.lock:
                 target = next(s for s in repo.index.stages if s.addressing == stage)
