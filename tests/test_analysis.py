@@ -286,6 +286,14 @@ def test_ties_use_seed_intervals_with_two_seeds_and_episode_intervals_with_one()
     assert bb.tied_with_best(one) == ["m2 (episodes)"]  # 40 episodes each: 0.55 is within reach
 
 
+def test_a_benchmark_with_one_backbone_gets_no_best_and_no_ties():
+    table = bb.main_table(bb.fixed_k(_episodes({("m1", "pretrained"): 0.60, ("m2", "pretrained"): 0.20})))
+    lines = bb.conclusions(table[table["backbone"] == "m1"], pd.DataFrame(), pd.DataFrame())
+    (line,) = [line for line in lines if "m1" in line]
+    assert line.startswith("On metaworld only m1 has finished runs so far") and line.endswith("no ranking yet.")
+    assert any("the best backbone is m1" in line for line in bb.conclusions(table, pd.DataFrame(), pd.DataFrame()))
+
+
 def test_a_constant_probe_is_named_and_gets_no_correlation(recwarn):
     names = ["a", "b", "c", "d"]
     probes = pd.DataFrame({"gripper_acc": [0.5] * 4, "vqa": [0.1, 0.2, 0.3, 0.4]}, index=names)

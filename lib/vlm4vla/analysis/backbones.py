@@ -248,6 +248,9 @@ def conclusions(table: pd.DataFrame, gaps: pd.DataFrame, correlations: pd.DataFr
     pretrained = table[table["init"] == "pretrained"]
     for benchmark, group in pretrained.groupby("benchmark"):
         top = group.iloc[0]
+        if len(group) == 1:
+            lines.append(f"On {benchmark} only {top['backbone']} has finished runs so far ({top['success']:.2f}): no ranking yet.")
+            continue
         lines.append(f"On {benchmark} the best backbone is {top['backbone']} ({top['success']:.2f}); "
                      f"statistically tied with it: {', '.join(tied_with_best(group)) or 'none'}.")
     return lines
