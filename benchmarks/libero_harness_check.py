@@ -11,8 +11,8 @@ on, not its held-out ones), through the evaluation harness's own LIBERO workers:
 2. the demonstration's actions replayed open loop (the simulator and the action convention: must succeed);
 3. the trained policy on the demonstration's frames, offline: mean absolute error of the arm's first
    action and agreement of the gripper's sign with the demonstration (how well it fitted what it saw);
-4. the trained policy in closed loop from the same initial state, ``--k`` actions per chunk, up to the
-   suite's step limit: success and steps.
+4. the trained policy in closed loop from the same initial states, through ``evaluate_libero`` (the
+   harness's own episode loop, ``--k`` actions per chunk, the suite's step limit): success and steps.
 
 If 1 and 2 hold and 4 still fails, the harness is not the cause: the policy does not control the task
 even where it was trained. Needs the run's DVC stage to have finished and ``.venv-libero``.
@@ -29,7 +29,7 @@ import torch
 from vlm4vla.adapter.policy import load_policy
 from vlm4vla.constants import INSTRUCTION, OBS_IMAGE
 from vlm4vla.data.demos import DemoStore
-from vlm4vla.envs.libero_eval import LiberoSuite, LiberoVectorEnvs
+from vlm4vla.envs.libero_eval import LiberoEvalConfig, LiberoSuite, LiberoVectorEnvs, evaluate_libero
 from vlm4vla.pipeline.notebook import repo_root
 
 
@@ -58,6 +58,13 @@ def main() -> None:
     suite = LiberoSuite(suite=store.meta["suite"]["name"], tasks=(args.task,),
                         image_size=int(store.frames.shape[1]))
 
+    inits = episodes["variation"].astype(int).tolist()
+    if inits != list(range(inits[0], inits[0] + len(inits))):
+        raise SystemExit(f"{args.demos}: task {args.task}'s first demonstrations use initial states {inits}, not a range")
+    closed = {e["variation"]: (e["success"], e["length"]) for e in evaluate_libero(
+        policy, suite, LiberoEvalConfig(episodes_per_task=len(inits), init_states=(inits[0], inits[-1] + 1),
+                                        execute_k=args.k, workers=1))["episodes"]}
+
     print(f"{args.run} on task {args.task} ({episodes['instruction'].iloc[0]!r}), k={args.k}, step limit {suite.step_limit}")
     print("| initial state | first frame diff | demo replay | offline arm MAE | gripper agree | policy closed loop |")
     print("| --- | --- | --- | --- | --- | --- |")
@@ -67,28 +74,22 @@ def main() -> None:
             actions = store.actions[row.start : row.start + row.length]
             first = envs.reset({0: int(row.variation)})[0]
             diff = np.abs(first["image"].astype(int) - frames[0].astype(int)).mean()
-            replay = _run(envs, int(row.variation), lambda t, obs: actions[t : t + 1], len(actions))
+            replay = _replay(envs, int(row.variation), actions)
             pred = np.concatenate([policy.act({OBS_IMAGE: frames[i : i + 32], INSTRUCTION: [row.instruction] * len(frames[i : i + 32])})
                                    for i in range(0, len(frames), 32)])
             mae = np.abs(pred[:, 0, :-1] - actions[:, :-1]).mean()
             agree = (np.sign(pred[:, 0, -1]) == np.sign(actions[:, -1])).mean()
-            closed = _run(envs, int(row.variation),
-                          lambda t, obs: policy.act({OBS_IMAGE: obs["image"][None], INSTRUCTION: [row.instruction]})[0, : args.k],
-                          suite.step_limit)
-            print(f"| {row.variation} | {diff:.2f} | {_verdict(replay)} | {mae:.3f} | {agree:.2f} | {_verdict(closed)} |", flush=True)
+            print(f"| {row.variation} | {diff:.2f} | {_verdict(replay)} | {mae:.3f} | {agree:.2f} | "
+                  f"{_verdict(closed[int(row.variation)])} |", flush=True)
 
 
-def _run(envs: LiberoVectorEnvs, init: int, chunk_at, limit: int) -> tuple[bool, int]:
-    """Reset to ``init`` and execute ``chunk_at(t, obs)`` chunks until success or ``limit`` steps: (success, steps)."""
-    obs, t = envs.reset({0: init})[0], 0
-    while t < limit:
-        for action in chunk_at(t, obs):
-            obs, t = envs.step({0: np.asarray(action, np.float32)})[0], t + 1
-            if obs["success"]:
-                return True, t
-            if t >= limit:
-                break
-    return False, t
+def _replay(envs: LiberoVectorEnvs, init: int, actions: np.ndarray) -> tuple[bool, int]:
+    """Reset to ``init`` and step the recorded ``actions`` open loop until success: (success, steps)."""
+    envs.reset({0: init})
+    for t, action in enumerate(actions, 1):
+        if envs.step({0: action})[0]["success"]:
+            return True, t
+    return False, len(actions)
 
 
 def _verdict(result: tuple[bool, int]) -> str:
