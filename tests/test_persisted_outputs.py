@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from vlm4vla.pipeline.schedule import parallel_repro, stale_persisted
+from vlm4vla.pipeline.schedule import empty_stale_persisted, parallel_repro, stale_persisted
 
 BIN = Path(sys.executable).parent
 
@@ -74,6 +74,20 @@ def test_a_run_that_never_finished_keeps_its_checkpoint(tmp_path: Path, repo: Pa
     assert stale_persisted(repo, "train") == ([], [])
     assert parallel_repro(repo, jobs=1) == 0
     assert (repo / "result.txt").read_text() == "half-trained\n"
+
+
+def test_a_run_killed_after_a_rebuild_resumes_from_the_rebuilt_data(repo: Path, capsys: pytest.CaptureFixture) -> None:
+    # dvc.lock says the run last finished on backbone v1; since then the backbone was rebuilt and the
+    # run was started on it (its checkpoint emptied, the new data recorded) and killed half-way.
+    (repo / "seed.txt").write_text("backbone v2\n")
+    _sh(["dvc", "repro", "--single-item", "up"], repo)
+    assert "backbone changed" in empty_stale_persisted(repo, "train")
+    (repo / "ck").mkdir(exist_ok=True)
+    (repo / "ck" / "m").write_text("half-trained on v2\n")
+    assert stale_persisted(repo, "train") == ([], [])  # made from what is there now, whatever the lock says
+    assert parallel_repro(repo, jobs=1) == 0
+    assert (repo / "result.txt").read_text() == "half-trained on v2\n"  # resumed, not trained afresh
+    assert "fresh" not in capsys.readouterr().out
 
 
 def test_again_runs_an_unchanged_stage_from_scratch(repo: Path, capsys: pytest.CaptureFixture) -> None:
