@@ -237,7 +237,7 @@ def test_progress_counts_finished_runs_and_estimates_from_measured_ones(tmp_path
     assert any(l.split() == ["bb-*", "metaworld", "1/3", "(seed", "0:", "1/1,", "seed", "1:", "0/1,", "seed", "2:", "0/1)"]
                for l in lines), lines
     # two Meta-World runs to go at the median of 600 s and 1800 s (20 min): 40 min of stage time, 20 min with 2 jobs
-    assert "metaworld: 2 runs to go at a median 20 min each (measured over 2 finished runs)" in lines[-2]
+    assert "metaworld: 2 runs to go, 0.7 h (a median 20 min each, measured over 2 finished runs)" in lines[-2]
     assert lines[-1].startswith("estimated remaining: 0.7 h of stage time, about 0.3 h with 2 stages at once")
     assert "1 libero runs (none finished yet" in lines[-1]
     with pytest.raises(ValueError, match="jobs must be >= 1, got 0"):
@@ -290,6 +290,37 @@ def test_expected_stage_seconds_are_the_median_finished_run_of_the_same_benchmar
         (metrics / f"{name}.json").write_text(json.dumps({"wall_time_s": wall}))
     # only unfinished runs; LIBERO has no finished run, so no estimate for it
     assert expected_stage_seconds(run_progress(tmp_path)) == {"train@bb-b-s1": 1000.0}
+
+
+def test_a_run_with_more_evaluation_passes_is_expected_to_take_longer(tmp_path):
+    """Finding 1's seed-0 runs evaluate at three k and an earlier checkpoint: four closed-loop passes."""
+    from vlm4vla.pipeline.progress import expected_stage_seconds, progress_report, run_progress
+
+    one = {"run": {"seed": 1, "steps": 3000, "batch_size": 32}, "evaluation": {"execute_k": [4]}}
+    four = {"run": {"seed": 0, "steps": 3000, "batch_size": 32},
+            "evaluation": {"execute_k": [4, 2, 1], "checkpoints": [1500]}}
+    runs = {"bb-a-s1": one, "bb-b-s1": one, "bb-c-s1": one, "bb-a-s0": four, "bb-b-s0": four}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"runs": runs}))
+    metrics = tmp_path / "artifacts/metrics/runs"
+    metrics.mkdir(parents=True)
+    # trained 3000 x 32 samples at 80/s (1200 s), then one pass: 600 s and 800 s
+    for name, wall in (("bb-a-s1", 1800.0), ("bb-b-s1", 2000.0)):
+        (metrics / f"{name}.json").write_text(json.dumps({"wall_time_s": wall, "train_steps": 3000,
+                                                          "train_samples_per_s": 80.0}))
+    states = run_progress(tmp_path)
+    assert {s.name: s.passes for s in states} == {"bb-a-s1": 1, "bb-b-s1": 1, "bb-c-s1": 1, "bb-a-s0": 4, "bb-b-s0": 4}
+    # one pass like the finished ones; four passes: 1200 s of training + 4 x the median pass (700 s); 9900 s in all
+    assert expected_stage_seconds(states) == {"train@bb-c-s1": 1900.0, "train@bb-a-s0": 4000.0,
+                                              "train@bb-b-s0": 4000.0}
+    assert "metaworld: 3 runs to go, 2.8 h" in progress_report(states)[-2]
+    # once a four-pass run has finished, the others are expected to take as long as it did
+    (metrics / "bb-a-s0.json").write_text(json.dumps({"wall_time_s": 5000.0}))
+    assert expected_stage_seconds(run_progress(tmp_path))["train@bb-b-s0"] == 5000.0
+    # finished runs that do not say how fast they trained: the median run per pass, times the passes
+    for name in ("bb-a-s1", "bb-b-s1", "bb-a-s0"):
+        (metrics / f"{name}.json").write_text(json.dumps({"wall_time_s": 1800.0}))
+    (metrics / "bb-a-s0.json").unlink()
+    assert expected_stage_seconds(run_progress(tmp_path))["train@bb-a-s0"] == 7200.0
 
 
 def test_until_takes_a_clock_time_or_a_span():

@@ -4,9 +4,13 @@ The default profile's 114 runs take days on 2 cores, so a reproduction runs over
 ``run_progress`` reads what the profile plans (``runs`` in params.yaml) and what has finished (each
 run's metrics file, written last by its stage), with the measured wall time of each finished run;
 ``progress_report`` turns that into the lines ``vlm4vla progress`` prints: finished / planned per run
-family and benchmark, and the remaining time estimated from the median measured run of the same
-benchmark (none is guessed for a benchmark with no finished run). Wall times are measured as the
-runs ran (two at a time under ``make repro``); a resumed run's time counts its last sitting only.
+family and benchmark, and the remaining time estimated from the finished runs of the same benchmark
+(none is guessed for a benchmark with no finished run). A run's time is its training plus one
+closed-loop evaluation pass per executed k and per earlier checkpoint (finding 1's seed-0 runs make
+four passes, the others one), so a run is estimated by the median finished run of its benchmark with
+as many passes, or, where none has finished, by the median training time plus its passes at the
+median measured time per pass. Wall times are measured as the runs ran (two at a time under
+``make repro``); a resumed run's time counts its last sitting only.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ class RunState:
     benchmark: str
     seed: int
     wall_time_s: float | None  # None: not finished
+    passes: int = 1  # closed-loop evaluation passes: one per executed k, one per earlier checkpoint
+    train_s: float | None = None  # the training part of wall_time_s (steps x batch / samples per s), if known
 
     @property
     def done(self) -> bool:
@@ -43,11 +49,18 @@ def run_progress(root: Path) -> list[RunState]:
     runs = (yaml.safe_load(params_file.read_text()) or {}).get("runs") or {}
     states = []
     for name, cfg in runs.items():
-        metrics = Path(root) / "artifacts/metrics/runs" / f"{name}.json"
-        wall = json.loads(metrics.read_text()).get("wall_time_s", float("nan")) if metrics.is_file() else None
+        metrics_file = Path(root) / "artifacts/metrics/runs" / f"{name}.json"
+        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else None
+        run, evaluation = cfg.get("run") or {}, cfg.get("evaluation") or {}
+        train_s = None
+        if metrics and metrics.get("train_samples_per_s") and "batch_size" in run:
+            train_s = metrics.get("train_steps", run.get("steps", 0)) * run["batch_size"] / metrics["train_samples_per_s"]
         states.append(RunState(name=name, family=name.split("-", 1)[0],
                                benchmark=(cfg.get("suite") or {}).get("benchmark", "metaworld"),
-                               seed=int((cfg.get("run") or {}).get("seed", 0)), wall_time_s=wall))
+                               seed=int(run.get("seed", 0)),
+                               wall_time_s=metrics.get("wall_time_s", float("nan")) if metrics is not None else None,
+                               passes=len(evaluation.get("execute_k") or [4]) + len(evaluation.get("checkpoints") or []),
+                               train_s=train_s))
     return states
 
 
@@ -68,18 +81,22 @@ def progress_report(states: list[RunState], jobs: int = 2) -> list[str]:
         lines.append(f"  {family + '-*':<5} {benchmark:<10} {sum(s.done for s in group):>3}/{len(group):<3} ({by_seed})")
     remaining_s, unknown = 0.0, []
     medians = _median_wall_times(states)
+    expected = expected_stage_seconds(states)
     for benchmark in dict.fromkeys(s.benchmark for s in states):
         mine = [s for s in states if s.benchmark == benchmark]
-        todo = sum(not s.done for s in mine)
+        todo = [s for s in mine if not s.done]
         if not todo:
             continue
         if benchmark not in medians:
-            unknown.append(f"{todo} {benchmark} runs (none finished yet, no measured time)")
+            unknown.append(f"{len(todo)} {benchmark} runs (none finished yet, no measured time)")
             continue
         median, measured = medians[benchmark]
-        remaining_s += todo * median
-        lines.append(f"  {benchmark}: {todo} runs to go at a median {median / 60:.0f} min each "
-                     f"(measured over {measured} finished runs)")
+        seconds = sum(expected[f"train@{s.name}"] for s in todo)
+        remaining_s += seconds
+        longer = sum(s.passes > 1 for s in todo)
+        lines.append(f"  {benchmark}: {len(todo)} runs to go, {seconds / 3600:.1f} h (a median {median / 60:.0f} min "
+                     f"each, measured over {measured} finished runs"
+                     + (f"; {longer} with several evaluation passes take longer" if longer else "") + ")")
     if remaining_s:
         lines.append(f"estimated remaining: {remaining_s / 3600:.1f} h of stage time, about "
                      f"{remaining_s / 3600 / jobs:.1f} h with {jobs} stages at once"
@@ -99,9 +116,31 @@ def _median_wall_times(states: list[RunState]) -> dict[str, tuple[float, int]]:
 
 
 def expected_stage_seconds(states: list[RunState]) -> dict[str, float]:
-    """``{"train@<run>": seconds}`` for each unfinished run whose benchmark has finished runs: their median."""
-    medians = _median_wall_times(states)
-    return {f"train@{s.name}": medians[s.benchmark][0] for s in states if not s.done and s.benchmark in medians}
+    """``{"train@<run>": seconds}`` for each unfinished run whose benchmark has finished runs.
+
+    The median finished run of the same benchmark with as many evaluation passes; where none has
+    finished, the median training time plus the run's passes at the median time per pass (the wall
+    time less the training, over the passes, of the finished runs that say how fast they trained); where
+    no finished run says that either, the median finished run times the passes (an upper bound)."""
+    finished = [s for s in states if s.done and math.isfinite(s.wall_time_s)]
+    expected = {}
+    for s in states:
+        if s.done:
+            continue
+        same = [f for f in finished if f.benchmark == s.benchmark]
+        if not same:
+            continue
+        alike = [f.wall_time_s for f in same if f.passes == s.passes]
+        timed = [f for f in same if f.train_s is not None]
+        if alike:
+            seconds = statistics.median(alike)
+        elif timed:
+            per_pass = statistics.median((f.wall_time_s - f.train_s) / f.passes for f in timed)
+            seconds = statistics.median(f.train_s for f in timed) + s.passes * per_pass
+        else:
+            seconds = statistics.median(f.wall_time_s / f.passes for f in same) * s.passes
+        expected[f"train@{s.name}"] = seconds
+    return expected
 
 
 def running_lines(root: Path, stages: dict[int, str]) -> list[str]:

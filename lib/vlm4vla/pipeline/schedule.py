@@ -358,7 +358,7 @@ def parallel_repro(root: Path, jobs: int, first: Sequence[str] = (), deadline: f
     if unchanged (their persisted outputs emptied, then ``dvc repro -f``: after a code fix that should
     re-train finished runs). ``deadline`` (epoch
     seconds): start only the runs expected to finish before it (``progress.expected_stage_seconds``:
-    the median finished run of the same benchmark), so a sitting that ends then does not leave a run
+    the median finished run of the same benchmark with as many evaluation passes), so a sitting that ends then does not leave a run
     killed half-way through its evaluation, which restarts from scratch.
     """
     busy = set(stages_running(root).values())
