@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from vlm4vla.analysis import backbones as bb
 from vlm4vla.analysis.runs import fit_at, load_early_checkpoints, load_runs, training_fit
@@ -316,6 +317,28 @@ def test_coverage_lists_planned_runs_and_which_finished(tmp_path):
     (tmp_path / "artifacts/metrics/runs/bb-a-s1.json").write_text("{}")
     (tmp_path / "artifacts/metrics/runs/lb-a-s0.json").write_text("{}")
     assert "partial" not in coverage_note(coverage(tmp_path, ["bb-", "lb-"]))
+
+
+def test_coverage_says_which_backbones_were_rebuilt_between_runs(tmp_path):
+    from vlm4vla.analysis.runs import coverage, coverage_note
+
+    runs = {f"bb-{b}-s{s}": {"run": {"seed": s, "backbone": f"artifacts/zoo/{b}"}} for b in "ab" for s in (0, 1)}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"runs": runs}))
+    (tmp_path / "artifacts/metrics/runs").mkdir(parents=True)
+    for name in runs:
+        (tmp_path / f"artifacts/metrics/runs/{name}.json").write_text("{}")
+    builds = {"bb-a-s0": "111.dir", "bb-a-s1": "222.dir", "bb-b-s0": "333.dir", "bb-b-s1": "333.dir"}
+    lock = {"stages": {f"train@{name}": {"deps": [{"path": "artifacts/demonstrations", "md5": "d.dir"},
+                                                  {"path": runs[name]["run"]["backbone"], "md5": md5}]}
+                       for name, md5 in builds.items()}}
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
+    table = coverage(tmp_path, ["bb-"])
+    assert table.set_index("run")["build"].to_dict() == builds
+    note = coverage_note(table)
+    assert "Backbones rebuilt between sittings: `a` (2 builds over 2 runs)." in note and "`b`" not in note
+    lock["stages"]["train@bb-a-s1"]["deps"][1]["md5"] = "111.dir"
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
+    assert "rebuilt" not in coverage_note(coverage(tmp_path, ["bb-"]))
 
 
 def test_a_correlation_is_established_only_when_interval_and_permutation_test_agree():

@@ -164,15 +164,28 @@ def compare_success(mine: pd.DataFrame, theirs: pd.DataFrame) -> dict[str, Any]:
 def coverage(root: Path, prefixes: list[str] | tuple[str, ...]) -> pd.DataFrame:
     """The runs the profile plans (``runs`` in params.yaml) whose names start with one of ``prefixes``,
     and whether each has finished (its metrics file exists): one row per run, ``run``, ``prefix``,
-    ``seed``, ``done``. A finding notebook shows this first, so a partial reproduction says what it lacks.
+    ``seed``, ``done``, ``backbone`` (the checkpoint path it trains from) and ``build`` (the DVC hash
+    dvc.lock recorded for that checkpoint when the run finished; None if not recorded). A finding
+    notebook shows this first, so a partial reproduction says what it lacks.
     """
     params = yaml.safe_load((Path(root) / "params.yaml").read_text()) or {}
+    lock_file = Path(root) / "dvc.lock"
+    lock = (yaml.safe_load(lock_file.read_text()) or {}).get("stages", {}) if lock_file.is_file() else {}
     metrics_dir = Path(root) / "artifacts/metrics/runs"
-    rows = [{"run": name, "prefix": prefix, "seed": int(cfg.get("run", {}).get("seed", 0)),
-             "done": (metrics_dir / f"{name}.json").is_file()}
-            for name, cfg in (params.get("runs") or {}).items()
-            for prefix in prefixes if name.startswith(prefix)]
-    return pd.DataFrame(rows, columns=["run", "prefix", "seed", "done"])
+
+    def build(name: str, backbone: str | None) -> str | None:
+        deps = (lock.get(f"train@{name}") or {}).get("deps") or []
+        return next((d.get("md5") for d in deps if backbone and d.get("path") == backbone), None)
+
+    rows = []
+    for name, cfg in (params.get("runs") or {}).items():
+        for prefix in prefixes:
+            if name.startswith(prefix):
+                backbone = (cfg.get("run") or {}).get("backbone")
+                done = (metrics_dir / f"{name}.json").is_file()
+                rows.append({"run": name, "prefix": prefix, "seed": int((cfg.get("run") or {}).get("seed", 0)),
+                             "done": done, "backbone": backbone, "build": build(name, backbone) if done else None})
+    return pd.DataFrame(rows, columns=["run", "prefix", "seed", "done", "backbone", "build"])
 
 
 def coverage_note(table: pd.DataFrame) -> str:
@@ -189,4 +202,24 @@ def coverage_note(table: pd.DataFrame) -> str:
         shown = ", ".join(f"`{m}`" for m in missing[:12]) + (f" and {len(missing) - 12} more" if len(missing) > 12 else "")
         note += (f" **This report is partial**: everything below uses the finished runs only. Not yet run: {shown} "
                  "(`make repro` continues where it stopped).")
-    return note
+    return note + rebuilt_backbones_note(table)
+
+
+def rebuilt_backbones_note(table: pd.DataFrame) -> str:
+    """A sentence naming the backbones whose finished runs trained from more than one build of the
+    checkpoint (``coverage``'s ``build``), or "" if none did.
+
+    The zoo and the fine-tuned VLMs are rebuilt on a fresh machine (DVC's cache does not survive it);
+    the same seeded code gives other bytes there (CPU float kernels differ between machines), so runs of
+    one backbone from different sittings started from slightly different weights, and their
+    seed-to-seed spread includes that of the backbone's build."""
+    done = table[table["done"] & table["build"].notna()] if "build" in table else table.iloc[:0]
+    builds = done.groupby("backbone")["build"].agg(["nunique", "size"])
+    several = builds[builds["nunique"] > 1]
+    if several.empty:
+        return ""
+    named = ", ".join(f"`{backbone_name(b)}` ({int(r['nunique'])} builds over {int(r['size'])} runs)"
+                      for b, r in several.iterrows())
+    return (f" Backbones rebuilt between sittings: {named}. A rebuild on a fresh machine runs the same seeded "
+            "code but gives other bytes (CPU float kernels differ between machines), so these runs started "
+            "from slightly different weights and their seed-to-seed spread includes that of the build.")
