@@ -25,7 +25,7 @@ LOG = "stages.log"  # outside the pipeline's files: each stage appends its name 
 DVC_YAML = """
 stages:
   up:
-    cmd: mkdir -p big && cp seed.txt big/x && echo up >> ../{log}
+    cmd: mkdir -p big && cp seed.txt big/x{stamp} && echo up >> ../{log}
     deps: [seed.txt]
     outs: [big]
   train:
@@ -50,8 +50,12 @@ def _sh(cmd: list[str], cwd: Path) -> str:
     return done.stdout
 
 
-def _pipeline(path: Path, runs: list[str]) -> None:
-    (path / "dvc.yaml").write_text(DVC_YAML.format(runs=runs, log=LOG))
+# an upstream stage that gives other bytes each time it runs, as the zoo and the demonstrations do on another machine
+STAMP = " && date +%s%N > big/stamp"
+
+
+def _pipeline(path: Path, runs: list[str], stamp: str = "") -> None:
+    (path / "dvc.yaml").write_text(DVC_YAML.format(runs=runs, log=LOG, stamp=stamp))
 
 
 @pytest.fixture(autouse=True)
@@ -59,16 +63,17 @@ def dvc_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", f"{BIN}:{os.environ['PATH']}")  # the scheduler starts `dvc` processes
 
 
-@pytest.fixture
-def trained(tmp_path: Path) -> Path:
+@pytest.fixture(params=[""], ids=["deterministic"])
+def trained(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
     """A repository that ran the toy pipeline with two runs and committed what git keeps."""
+    stamp = request.param
     repo = tmp_path / "trained"
     repo.mkdir()
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"]):
         _sh(cmd, repo)
     (repo / "seed.txt").write_text("weights\n")
     (repo / ".gitignore").write_text("/big\n/ck\n")
-    _pipeline(repo, ["r1", "r2"])
+    _pipeline(repo, ["r1", "r2"], stamp)
     _sh(["dvc", "repro", "-q"], repo)
     _sh(["git", "add", "-A"], repo)
     _sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "two runs"], repo)
@@ -102,6 +107,26 @@ def test_a_new_run_restores_the_absent_upstream_output_first(trained: Path) -> N
     assert ran == ["up", "train-r3", "report"]  # r1 and r2 are not trained again: up gave back the same data
     assert (clone / "report.txt").read_text() == "weights\n" * 3
     assert changed_stages(clone)[0] == set()
+
+
+@pytest.mark.parametrize("trained", [STAMP], ids=["rebuilt-with-other-bytes"], indirect=True)
+def test_finished_runs_are_kept_when_their_data_is_rebuilt_with_other_bytes(trained: Path) -> None:
+    """A fresh machine rebuilds the upstream data for a new run from the same recipe, with other bytes:
+    the finished runs read the earlier bytes and are kept (not re-trained), then and in the next plan,
+    and the plan says so; a changed recipe still re-runs them."""
+    clone = _fresh_clone(trained)
+    _pipeline(clone, ["r1", "r2", "r3"], STAMP)
+    assert parallel_repro(clone, jobs=2) == 0
+    assert (clone.parent / LOG).read_text().split() == ["up", "train-r3", "report"]
+    changed, files = changed_stages(clone)  # up's output differs from what r1 and r2 recorded
+    assert changed == set() and files.rebuilt_only == {"train@r1", "train@r2"}
+    assert parallel_repro(clone, jobs=2) == 0
+    assert (clone.parent / LOG).read_text().split() == ["up", "train-r3", "report"]  # nothing ran again
+    (clone / "seed.txt").write_text("other weights\n")  # the recipe changed: now every run reads other data
+    assert changed_stages(clone)[0] == {"up"}
+    assert parallel_repro(clone, jobs=2) == 0
+    ran = (clone.parent / LOG).read_text().split()[3:]
+    assert ran[0] == "up" and sorted(ran[1:4]) == ["train-r1", "train-r2", "train-r3"] and ran[4] == "report"
 
 
 def test_a_changed_upstream_output_changes_the_runs_that_read_it(trained: Path) -> None:

@@ -13,8 +13,9 @@ rule: a stage whose outputs or inputs are merely absent from this machine (a fre
 are in git, checkpoints and demonstrations only in the DVC cache of the machine that made them) is not
 changed. The plan is the stages that changed and everything downstream of them, each started once its
 upstream stages have finished, plus the unchanged stages whose absent outputs a planned stage reads:
-those are run again first (``dvc repro -f``; the pipeline is seeded, so they give back what the lock
-records, and if they do not, the next plan says what that changed). A failed stage
+those are run again first (``dvc repro -f``; the pipeline is seeded, but another machine can give
+other bytes from the same code: the finished stages that read the earlier bytes are kept, see
+``changed_stages``, while a changed recipe re-runs what is downstream). A failed stage
 stops its descendants, the others go on, and the exit status says what failed. Each stage's DVC
 output goes to ``artifacts/logs/<stage>.log``; one line per finished stage goes to stdout.
 """
@@ -71,6 +72,7 @@ class StageFiles:
     deps: dict[str, list[str]]
     outs: dict[str, list[str]]
     persisted: set[str] = field(default_factory=set)
+    rebuilt_only: set[str] = field(default_factory=set)  # see ``changed_stages``
 
 
 def changed_stages(root: Path, targets: Sequence[str] = ()) -> tuple[set[str], StageFiles]:
@@ -79,9 +81,13 @@ def changed_stages(root: Path, targets: Sequence[str] = ()) -> tuple[set[str], S
 
     Changed: its command, parameters or a present dependency differ from ``dvc.lock``, or a dependency
     is absent and the lock's upstream output differs from what the stage recorded. Not changed: outputs
-    or dependencies that are only absent here. A running stage holds DVC's lock on its outputs, so
-    asking about it, or about a stage that reads them, fails until it is recorded: leave those out of
-    ``targets``.
+    or dependencies that are only absent here, and data that was only rebuilt: a stage whose one change
+    is data another stage produces, when that stage's recipe (command, parameters, code, and the recipes
+    of its own inputs) is the one it had when this stage was recorded (``rebuilt_only``; the same seeded
+    code on a fresh machine gives other bytes, CPU float kernels differ, and the finished runs that read
+    the earlier bytes are kept, not re-trained; ``files.rebuilt_only`` names them). A running stage
+    holds DVC's lock on its outputs, so asking about it, or about a stage that reads them, fails until
+    it is recorded: leave those out of ``targets``.
     """
     from dvc.repo import Repo
 
@@ -89,10 +95,111 @@ def changed_stages(root: Path, targets: Sequence[str] = ()) -> tuple[set[str], S
         stages = [s for s in repo.index.stages if getattr(s, "cmd", None)]
         wanted = set(targets) or {s.addressing for s in stages}
         changed = {s.addressing for s in stages if s.addressing in wanted and s.changed(True, stages)}
+        data_changes = {s.addressing: _changed_data(s, stages) for s in stages if s.addressing in changed}
         files = StageFiles({s.addressing: [str(d.def_path) for d in s.deps] for s in stages},
                            {s.addressing: [str(o.def_path) for o in s.outs] for s in stages},
                            {s.addressing for s in stages if any(o.persist for o in s.outs)})
-    return changed, files
+    files.rebuilt_only = rebuilt_only(root, {s: d for s, d in data_changes.items() if d}, files)
+    return changed - files.rebuilt_only, files
+
+
+def _changed_data(stage, stages: list) -> list[str] | None:
+    """The dependencies of a changed DVC ``stage`` whose content changed (present and different, or
+    absent where an upstream output at that path records another hash: DVC's ``--allow-missing`` rule;
+    their producers' recipes decide, see ``rebuilt_only``), or None when something else changed too
+    (its command or parameters, an output)."""
+    if stage.changed_stage() or stage.changed_outs(allow_missing=True):
+        return None
+    changed = []
+    for dep in stage.deps:
+        status = dep.status().get(str(dep))
+        if status == "deleted":
+            if any(dep.fs_path == out.fs_path and dep.hash_info != out.hash_info for s in stages for out in s.outs):
+                changed.append(str(dep.def_path))
+        elif status == "modified":
+            changed.append(str(dep.def_path))
+        elif status:
+            return None
+    return changed
+
+
+def rebuilt_only(root: Path, data_changes: Mapping[str, list[str]], files: StageFiles) -> set[str]:
+    """Of the stages in ``data_changes`` (stage -> its dependencies whose content changed), those whose
+    every changed dependency is the output of a stage with the same recipe as when this stage was
+    recorded: its ``dvc.lock`` entry at the earliest commit of the latest unbroken run of commits
+    holding this stage's current entry. A stage recorded only in the working tree is not among them."""
+    producers = {out: stage for stage, outs in files.outs.items() for out in outs}
+
+    def producer(path: str) -> str | None:
+        return next((stage for out, stage in producers.items() if _inside(path, out)), None)
+
+    if not data_changes:
+        return set()
+    now = _lock_stages(Path(root) / "dvc.lock")
+    history = _LockHistory(Path(root))
+    kept = set()
+    for stage, paths in data_changes.items():
+        then = history.when_recorded(stage, now.get(stage))
+        if then is None:
+            continue
+        made_by = [producer(path) for path in paths]
+        if all(q is not None and _recipe(q, then, producer) == _recipe(q, now, producer) for q in made_by):
+            kept.add(stage)
+    return kept
+
+
+def _recipe(stage: str, lock: Mapping[str, dict], producer: Callable[[str], str | None]) -> object:
+    """What ``stage`` was made from by ``lock``: command, parameters and each dependency's hash, where a
+    dependency another stage produces counts by that stage's recipe instead of its bytes."""
+    entry = lock.get(stage)
+    if entry is None:
+        return None
+    deps = []
+    for dep in entry.get("deps") or []:
+        made_by = producer(dep["path"])
+        deps.append((dep["path"], _recipe(made_by, lock, producer) if made_by and made_by != stage else dep.get("md5")))
+    return (entry.get("cmd"), json.dumps(entry.get("params"), sort_keys=True), tuple(deps))
+
+
+def _lock_stages(path: Path, text: str | None = None) -> dict[str, dict]:
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    if text is None:
+        text = path.read_text() if path.is_file() else ""
+    data = yaml.load(text, Loader=loader) or {}
+    return data.get("stages") or {}
+
+
+class _LockHistory:
+    """``dvc.lock`` as committed, newest first, parsed once per commit when asked for."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        done = subprocess.run(["git", "log", "--format=%H", "--", "dvc.lock"], cwd=root, capture_output=True, text=True)
+        self.commits = done.stdout.split() if done.returncode == 0 else []
+        self._parsed: dict[str, dict[str, dict]] = {}
+
+    def lock_at(self, commit: str) -> dict[str, dict]:
+        if commit not in self._parsed:
+            text = subprocess.run(["git", "show", f"{commit}:dvc.lock"], cwd=self.root, capture_output=True,
+                                  text=True).stdout
+            self._parsed[commit] = _lock_stages(self.root / "dvc.lock", text)
+        return self._parsed[commit]
+
+    def when_recorded(self, stage: str, entry: dict | None) -> dict[str, dict] | None:
+        """The lock at the earliest commit of the latest unbroken run holding ``entry`` for ``stage``."""
+        found = None
+        for commit in self.commits:
+            lock = self.lock_at(commit)
+            if entry is None or lock.get(stage) != entry:
+                break
+            found = lock
+        return found
+
+
+def _shown(names: list[str], most: int = 6) -> str:
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def _inside(path: str, folder: str) -> bool:
@@ -369,6 +476,10 @@ def parallel_repro(root: Path, jobs: int, first: Sequence[str] = (), deadline: f
             raise ValueError(f"{option} {unknown}: match no stage of dvc.yaml; stages look like {order[:3]}")
     held = with_descendants(order, upstream, busy)
     changed, files = changed_stages(root, [s for s in order if s not in held] if busy else ())
+    kept = files.rebuilt_only - with_descendants(order, upstream, changed)
+    if kept:
+        print(f"{len(kept)} finished stages read data rebuilt here from the same recipe (other bytes): kept, "
+              f"not run again (--again re-runs them): {_shown(sorted(kept))}", flush=True)
     redo = {s for s in order if any(fnmatch.fnmatchcase(s, pat) for pat in again)}
     if redo & held:
         raise ValueError(f"--again {sorted(redo & held)}: still running (or waiting for a running stage); "
