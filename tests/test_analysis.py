@@ -322,7 +322,8 @@ def test_coverage_lists_planned_runs_and_which_finished(tmp_path):
 def test_coverage_says_which_backbones_were_rebuilt_between_runs(tmp_path):
     from vlm4vla.analysis.runs import coverage, coverage_note
 
-    runs = {f"bb-{b}-s{s}": {"run": {"seed": s, "backbone": f"artifacts/zoo/{b}"}} for b in "ab" for s in (0, 1)}
+    runs = {f"bb-{b}-s{s}": {"run": {"seed": s, "backbone": f"artifacts/zoo/{b}"}, "demos_dir": "artifacts/demonstrations"}
+            for b in "ab" for s in (0, 1)}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"runs": runs}))
     (tmp_path / "artifacts/metrics/runs").mkdir(parents=True)
     for name in runs:
@@ -336,9 +337,15 @@ def test_coverage_says_which_backbones_were_rebuilt_between_runs(tmp_path):
     assert table.set_index("run")["build"].to_dict() == builds
     note = coverage_note(table)
     assert "Backbones rebuilt between sittings: `a` (2 builds over 2 runs)." in note and "`b`" not in note
+    assert "Demonstrations" not in note
     lock["stages"]["train@bb-a-s1"]["deps"][1]["md5"] = "111.dir"
     (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
     assert "rebuilt" not in coverage_note(coverage(tmp_path, ["bb-"]))
+    lock["stages"]["train@bb-b-s1"]["deps"][0]["md5"] = "e.dir"
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
+    note = coverage_note(coverage(tmp_path, ["bb-"]))
+    assert "Demonstrations rebuilt between sittings: `demonstrations` (2 builds over 4 runs)" in note
+    assert "Backbones" not in note
 
 
 def test_a_correlation_is_established_only_when_interval_and_permutation_test_agree():

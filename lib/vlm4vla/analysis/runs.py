@@ -165,7 +165,8 @@ def coverage(root: Path, prefixes: list[str] | tuple[str, ...]) -> pd.DataFrame:
     """The runs the profile plans (``runs`` in params.yaml) whose names start with one of ``prefixes``,
     and whether each has finished (its metrics file exists): one row per run, ``run``, ``prefix``,
     ``seed``, ``done``, ``backbone`` (the checkpoint path it trains from) and ``build`` (the DVC hash
-    dvc.lock recorded for that checkpoint when the run finished; None if not recorded). A finding
+    dvc.lock recorded for that checkpoint when the run finished; None if not recorded), and likewise
+    ``demos`` and ``demos_build`` for its demonstrations. A finding
     notebook shows this first, so a partial reproduction says what it lacks.
     """
     params = yaml.safe_load((Path(root) / "params.yaml").read_text()) or {}
@@ -183,9 +184,11 @@ def coverage(root: Path, prefixes: list[str] | tuple[str, ...]) -> pd.DataFrame:
             if name.startswith(prefix):
                 backbone = (cfg.get("run") or {}).get("backbone")
                 done = (metrics_dir / f"{name}.json").is_file()
+                demos = cfg.get("demos_dir")
                 rows.append({"run": name, "prefix": prefix, "seed": int((cfg.get("run") or {}).get("seed", 0)),
-                             "done": done, "backbone": backbone, "build": build(name, backbone) if done else None})
-    return pd.DataFrame(rows, columns=["run", "prefix", "seed", "done", "backbone", "build"])
+                             "done": done, "backbone": backbone, "build": build(name, backbone) if done else None,
+                             "demos": demos, "demos_build": build(name, demos) if done else None})
+    return pd.DataFrame(rows, columns=["run", "prefix", "seed", "done", "backbone", "build", "demos", "demos_build"])
 
 
 def coverage_note(table: pd.DataFrame) -> str:
@@ -207,19 +210,27 @@ def coverage_note(table: pd.DataFrame) -> str:
 
 def rebuilt_backbones_note(table: pd.DataFrame) -> str:
     """A sentence naming the backbones whose finished runs trained from more than one build of the
-    checkpoint (``coverage``'s ``build``), or "" if none did.
+    checkpoint (``coverage``'s ``build``), one naming demonstrations likewise, or "" if none did.
 
     The zoo and the fine-tuned VLMs are rebuilt on a fresh machine (DVC's cache does not survive it);
     the same seeded code gives other bytes there (CPU float kernels differ between machines), so runs of
     one backbone from different sittings started from slightly different weights, and their
     seed-to-seed spread includes that of the backbone's build."""
-    done = table[table["done"] & table["build"].notna()] if "build" in table else table.iloc[:0]
-    builds = done.groupby("backbone")["build"].agg(["nunique", "size"])
-    several = builds[builds["nunique"] > 1]
-    if several.empty:
-        return ""
-    named = ", ".join(f"`{backbone_name(b)}` ({int(r['nunique'])} builds over {int(r['size'])} runs)"
-                      for b, r in several.iterrows())
-    return (f" Backbones rebuilt between sittings: {named}. A rebuild on a fresh machine runs the same seeded "
-            "code but gives other bytes (CPU float kernels differ between machines), so these runs started "
-            "from slightly different weights and their seed-to-seed spread includes that of the build.")
+    note = ""
+    for column, what, effect in (
+            ("build", "Backbones", "these runs started from slightly different weights and their seed-to-seed "
+                                   "spread includes that of the build"),
+            ("demos_build", "Demonstrations", "the variants checked train bit-identically "
+                                              "(`benchmarks/demos_equivalence_check.py`)")):
+        if column not in table:
+            continue
+        path = "backbone" if column == "build" else "demos"
+        done = table[table["done"] & table[column].notna()]
+        builds = done.groupby(path)[column].agg(["nunique", "size"])
+        several = builds[builds["nunique"] > 1]
+        if not several.empty:
+            named = ", ".join(f"`{backbone_name(b)}` ({int(r['nunique'])} builds over {int(r['size'])} runs)"
+                              for b, r in several.iterrows())
+            note += (f" {what} rebuilt between sittings: {named}. A rebuild on a fresh machine runs the same "
+                     f"seeded code but can give other bytes; {effect}.")
+    return note
