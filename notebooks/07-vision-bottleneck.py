@@ -126,10 +126,12 @@ vqa.round(3)
 # %%
 demos = DemoStore.open(repo_path(demos_dir))
 stage1_dirs = [root / "artifacts/control-supervision" / f"{base}-fast-{variant}" for base in bases for variant in vis.STAGE1_LABELS]
-dependence = vis.stage1_image_dependence([d for d in stage1_dirs if d.is_dir()], demos, n=128)
+dependence = vis.stage1_image_dependence(stage1_dirs, demos, n=128, kept_in=repo_path(out_dir) / "stage1-image-dependence")
 display(dependence.round(3))
-absent = [d.name for d in stage1_dirs if not d.is_dir()]
+elsewhere = dependence.index[~dependence["measured_here"].astype(bool)].tolist()
+absent = [d.name for d in stage1_dirs if d.name not in dependence.index]
 check = vis.image_dependence_lines(dependence) + [
+    f"{name}: measured where the stage-1 backbone was (not on this machine; kept in git)" for name in elsewhere] + [
     f"{name}: not checked, the stage-1 backbone is not on this machine (`06-control-supervision` makes it)" for name in absent]
 display(Markdown("\n".join(f"- {line}" for line in check)))
 

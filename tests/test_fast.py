@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy.fft import dct
@@ -230,3 +231,11 @@ def test_stage1_image_dependence_compares_own_and_shuffled_images(store: DemoSto
     assert stage1_image_dependence([saved], blank, n=16).loc[summary["name"], "image_gain"] == 0.0
     empty = stage1_image_dependence([], store)  # no stage-1 backbone here: an empty table, same columns
     assert empty.empty and list(empty.columns) == list(table.columns) and empty.index.name == "backbone"
+    # kept in git: measured here once, then read back on a machine without the backbone
+    kept = tmp_path / "kept"
+    here = stage1_image_dependence([saved], store, n=16, kept_in=kept)
+    assert bool(here.loc[summary["name"], "measured_here"]) and (kept / f"{summary['name']}.json").is_file()
+    elsewhere = stage1_image_dependence([tmp_path / "gone" / summary["name"]], store, n=16, kept_in=kept)
+    assert not elsewhere.loc[summary["name"], "measured_here"]
+    pd.testing.assert_frame_equal(elsewhere.drop(columns="measured_here"), here.drop(columns="measured_here"))
+    assert stage1_image_dependence([tmp_path / "gone" / summary["name"]], store, n=8, kept_in=kept).empty  # other n

@@ -195,33 +195,50 @@ def image_share(before: float, own: float, shuffled: float) -> float:
     return (shuffled - own) / (before - own) if before > own else float("nan")
 
 
-def stage1_image_dependence(stage1_dirs: Sequence[Path], store: Any, n: int = 128, seed: int = 0) -> pd.DataFrame:
+def stage1_image_dependence(stage1_dirs: Sequence[Path], store: Any, n: int = 128, seed: int = 0,
+                            kept_in: Path | None = None) -> pd.DataFrame:
     """Manipulation check of stage 1 (finding 4): does each stage-1 backbone predict the FAST action
     tokens from the image? Its control loss on ``n`` demonstration frames with their own images, and
     with the images shuffled among the same items (``control_corpora``); a model that uses the image
     loses more with them shuffled. Next to the loss before stage 1 (from the stage-1 summary), the
     ``image_share`` of what stage 1 learnt, and the text-only reference (``text_only_loss`` by
-    instruction and position)."""
+    instruction and position).
+
+    ``kept_in``: a folder (kept in git) where each row measured here is written as ``<name>.json``
+    (with ``n`` and ``seed``), and from which the rows of ``stage1_dirs`` absent from this machine are
+    read (measured where that backbone was; ``measured_here`` says which): a fresh machine without
+    the stage-1 backbones still reports the check."""
     import json
 
+    from vlm4vla.analysis.robot_probes import write_result
     from vlm4vla.backbones.base import load_backbone
     from vlm4vla.backbones.control_supervision import CONTROL_QTYPE, SUMMARY_FILE, item_losses
     from vlm4vla.data.fast import FastTokenizer, action_chunks
 
     rows = []
     for path in map(Path, stage1_dirs):
+        kept = Path(kept_in) / f"{path.name}.json" if kept_in is not None else None
+        if not path.is_dir():
+            if kept is not None and kept.is_file():
+                record = json.loads(kept.read_text())
+                if (record.get("n"), record.get("seed")) == (n, seed):
+                    rows.append({**record["row"], "measured_here": False})
+            continue
         fast = FastTokenizer.load(path)
         backbone = load_backbone(path)
         own, shuffled = (item_losses(backbone, corpus, (CONTROL_QTYPE,), n=n, seed=seed)
                          for corpus in control_corpora(store, fast, seed))
         before = json.loads((path / SUMMARY_FILE).read_text()).get("control_loss_before", float("nan"))
         sequences = [fast.encode(c) for c in action_chunks(store, fast.cfg.chunk_size)]
-        rows.append({"backbone": path.name, "loss_before_stage1": before, "loss_own_image": own,
-                     "loss_shuffled_image": shuffled, "image_gain": shuffled - own,
-                     "image_share": image_share(before, own, shuffled),
-                     "text_only_reference": text_only_loss(sequences, list(store.table["instruction"]))})
+        row = {"backbone": path.name, "loss_before_stage1": before, "loss_own_image": own,
+               "loss_shuffled_image": shuffled, "image_gain": shuffled - own,
+               "image_share": image_share(before, own, shuffled),
+               "text_only_reference": text_only_loss(sequences, list(store.table["instruction"]))}
+        if kept is not None:
+            write_result(kept, {"n": n, "seed": seed, "row": {k: float(v) if k != "backbone" else v for k, v in row.items()}})
+        rows.append({**row, "measured_here": True})
     columns = ["backbone", "loss_before_stage1", "loss_own_image", "loss_shuffled_image", "image_gain",
-               "image_share", "text_only_reference"]
+               "image_share", "text_only_reference", "measured_here"]
     return pd.DataFrame(rows, columns=columns).set_index("backbone")
 
 
