@@ -196,3 +196,34 @@ def test_after_the_deadline_a_stage_without_an_estimate_is_deferred_too(tmp_path
     assert status == {"report": "deferred"}
     assert lines == ["deferred report (the deadline has passed)"]
     assert not events.exists()
+
+
+def _lock(code: str, big: str, read: str) -> str:
+    import yaml
+
+    return yaml.safe_dump({"schema": "2.0", "stages": {
+        "up": {"cmd": "make big", "deps": [{"path": "up.py", "md5": code}], "outs": [{"path": "big", "md5": big}]},
+        "train@r1": {"cmd": "train", "deps": [{"path": "big/x", "md5": read}], "outs": [{"path": "ck", "md5": "c"}]}}})
+
+
+@pytest.mark.parametrize("edit_gave", ["the same bytes", "other bytes"])
+def test_finished_stage_is_kept_only_if_its_data_came_from_todays_recipe(tmp_path: Path, edit_gave: str) -> None:
+    """r1 read up's output X made by code c1. up.py was then edited (c2): if that gave back X, r1 read
+    what c2 makes, and a rebuild with c2 that gives other bytes (Y) leaves r1 finished; if the edit gave
+    other bytes (Z) and r1 was never re-run, r1 read c1's data, so it must run again."""
+    from vlm4vla.pipeline.schedule import StageFiles, rebuilt_only
+
+    def commit(text: str) -> None:
+        (tmp_path / "dvc.lock").write_text(text)
+        subprocess.run(["git", "add", "dvc.lock"], cwd=tmp_path, check=True)
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "lock"], cwd=tmp_path,
+                       check=True)
+
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    commit(_lock("c1", "X.dir", "x1"))
+    commit(_lock("c2", "X.dir" if edit_gave == "the same bytes" else "Z.dir", "x1"))
+    (tmp_path / "dvc.lock").write_text(_lock("c2", "Y.dir", "x1"))  # rebuilt here from c2: other bytes
+    files = StageFiles(deps={"up": ["up.py"], "train@r1": ["big/x"]}, outs={"up": ["big"], "train@r1": ["ck"]})
+    kept = rebuilt_only(tmp_path, {"train@r1": ["big/x"]}, files)
+    assert kept == ({"train@r1"} if edit_gave == "the same bytes" else set())
+    assert rebuilt_only(tmp_path, {"train@r1": ["elsewhere"]}, files) == set()  # data no stage makes: a real change

@@ -126,12 +126,17 @@ def _changed_data(stage, stages: list) -> list[str] | None:
 def rebuilt_only(root: Path, data_changes: Mapping[str, list[str]], files: StageFiles) -> set[str]:
     """Of the stages in ``data_changes`` (stage -> its dependencies whose content changed), those whose
     every changed dependency is the output of a stage with the same recipe as when this stage was
-    recorded: its ``dvc.lock`` entry at the earliest commit of the latest unbroken run of commits
-    holding this stage's current entry. A stage recorded only in the working tree is not among them."""
+    recorded. "When recorded": the latest unbroken run of commits whose ``dvc.lock`` holds this stage's
+    current entry; the producer's recipe in any of them counts as long as its outputs there are the
+    ones of the run's first commit (a later edit that gave back the same bytes is the same data). A
+    stage recorded only in the working tree is not among them."""
     producers = {out: stage for stage, outs in files.outs.items() for out in outs}
 
     def producer(path: str) -> str | None:
         return next((stage for out, stage in producers.items() if _inside(path, out)), None)
+
+    def outs(stage: str, lock: Mapping[str, dict]) -> object:
+        return json.dumps((lock.get(stage) or {}).get("outs"), sort_keys=True)
 
     if not data_changes:
         return set()
@@ -139,11 +144,14 @@ def rebuilt_only(root: Path, data_changes: Mapping[str, list[str]], files: Stage
     history = _LockHistory(Path(root))
     kept = set()
     for stage, paths in data_changes.items():
-        then = history.when_recorded(stage, now.get(stage))
-        if then is None:
+        span = history.span(stage, now.get(stage))
+        if not span:
             continue
-        made_by = [producer(path) for path in paths]
-        if all(q is not None and _recipe(q, then, producer) == _recipe(q, now, producer) for q in made_by):
+        made_by = {producer(path) for path in paths}
+        if None in made_by:
+            continue
+        if all(_recipe(q, now, producer) in {_recipe(q, lock, producer) for lock in span
+                                              if outs(q, lock) == outs(q, span[0])} for q in made_by):
             kept.add(stage)
     return kept
 
@@ -187,15 +195,15 @@ class _LockHistory:
             self._parsed[commit] = _lock_stages(self.root / "dvc.lock", text)
         return self._parsed[commit]
 
-    def when_recorded(self, stage: str, entry: dict | None) -> dict[str, dict] | None:
-        """The lock at the earliest commit of the latest unbroken run holding ``entry`` for ``stage``."""
-        found = None
+    def span(self, stage: str, entry: dict | None) -> list[dict[str, dict]]:
+        """The locks of the latest unbroken run of commits holding ``entry`` for ``stage``, oldest first."""
+        found = []
         for commit in self.commits:
             lock = self.lock_at(commit)
             if entry is None or lock.get(stage) != entry:
                 break
-            found = lock
-        return found
+            found.append(lock)
+        return found[::-1]
 
 
 def _shown(names: list[str], most: int = 6) -> str:
