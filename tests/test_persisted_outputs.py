@@ -4,7 +4,9 @@ A toy pipeline with the study's shape, run with the real DVC through ``vlm4vla r
 upstream stage builds a "backbone" from a seed file; a "train" stage resumes from its persisted
 checkpoint when one is there (as ``02-train-policy`` does: a finished run is not trained again) and
 publishes what the checkpoint holds. Rebuilding the backbone with other bytes at the same path must
-train afresh; a code edit must resume; so must a run killed before it ever finished.
+train afresh; a code edit must resume; so must a run killed before it ever finished. A persisted
+output kept in git (``cache: false``: results with their own keys, such as probes of policies trained
+on other machines) is never emptied.
 """
 
 from __future__ import annotations
@@ -32,6 +34,11 @@ stages:
     outs:
       - ck: {persist: true}
       - result.txt: {cache: false}
+  probes:
+    cmd: mkdir -p kept && (test -f kept/old || echo measured elsewhere > kept/old) && cp backbone/w kept/new
+    deps: [backbone]
+    outs:
+      - kept: {persist: true, cache: false}
 """
 
 
@@ -102,3 +109,13 @@ def test_again_runs_an_unchanged_stage_from_scratch(repo: Path, capsys: pytest.C
 def test_again_names_a_stage_that_exists(repo: Path) -> None:
     with pytest.raises(ValueError, match=r"--again \['trian'\]: match no stage"):
         parallel_repro(repo, jobs=1, again=["trian"])
+
+
+def test_a_persisted_output_kept_in_git_is_never_emptied(repo: Path, capsys: pytest.CaptureFixture) -> None:
+    (repo / "kept" / "old").write_text("measured where that policy was trained\n")
+    (repo / "seed.txt").write_text("backbone v2\n")
+    assert stale_persisted(repo, "probes") == ([], [])
+    assert parallel_repro(repo, jobs=1) == 0
+    assert (repo / "kept" / "old").read_text() == "measured where that policy was trained\n"
+    assert (repo / "kept" / "new").read_text() == "backbone v2\n"
+    assert "fresh    probes" not in capsys.readouterr().out

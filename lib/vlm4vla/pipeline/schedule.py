@@ -67,7 +67,7 @@ def stage_graph(root: Path) -> tuple[list[str], dict[str, set[str]]]:
 @dataclass
 class StageFiles:
     """Each stage's dependency and output paths (relative to the repository root); ``persisted``: the
-    stages with ``persist: true`` outputs."""
+    stages with ``persist: true`` outputs in DVC's cache (a run's checkpoints; not the git-kept ones)."""
 
     deps: dict[str, list[str]]
     outs: dict[str, list[str]]
@@ -98,7 +98,7 @@ def changed_stages(root: Path, targets: Sequence[str] = ()) -> tuple[set[str], S
         data_changes = {s.addressing: _changed_data(s, stages) for s in stages if s.addressing in changed}
         files = StageFiles({s.addressing: [str(d.def_path) for d in s.deps] for s in stages},
                            {s.addressing: [str(o.def_path) for o in s.outs] for s in stages},
-                           {s.addressing for s in stages if any(o.persist for o in s.outs)})
+                           {s.addressing for s in stages if any(o.persist and o.use_cache for o in s.outs)})
     files.rebuilt_only = rebuilt_only(root, {s: d for s, d in data_changes.items() if d}, files)
     return changed - files.rebuilt_only, files
 
@@ -293,7 +293,7 @@ def _persisted_state(root: Path, stage: str) -> tuple[list[str], dict[str, tuple
         try:
             with contextlib.chdir(root), Repo(str(root)) as repo, repo.lock:
                 target = next(s for s in repo.index.stages if s.addressing == stage)
-                persisted = [str(o.def_path) for o in target.outs if o.persist]
+                persisted = [str(o.def_path) for o in target.outs if o.persist and o.use_cache]
                 if not persisted:
                     return [], {}
                 data = [o.fs_path for s in repo.index.stages if s is not target for o in s.outs]
@@ -312,6 +312,9 @@ def _record_path(root: Path, stage: str) -> Path:
 def stale_persisted(root: Path, stage: str, again: bool = False) -> tuple[list[str], list[str]]:
     """``(changed inputs, persisted outputs)`` of ``stage`` when its persisted outputs (``persist: true``:
     a run's checkpoints, which a re-run stage resumes from) were made from other data than is there now.
+    Persisted outputs kept in git (``cache: false``: the robot probes, finding 3's probes of policies
+    trained on other machines) are never counted: their stages key each result themselves, and what
+    was measured elsewhere cannot be made again here.
 
     Data: a dependency that DVC tracks as data, an output of another stage or a ``.dvc`` file (a
     backbone, the demonstrations). What the persisted outputs were made from is what the scheduler
