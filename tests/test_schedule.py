@@ -211,7 +211,7 @@ def test_finished_stage_is_kept_only_if_its_data_came_from_todays_recipe(tmp_pat
     """r1 read up's output X made by code c1. up.py was then edited (c2): if that gave back X, r1 read
     what c2 makes, and a rebuild with c2 that gives other bytes (Y) leaves r1 finished; if the edit gave
     other bytes (Z) and r1 was never re-run, r1 read c1's data, so it must run again."""
-    from vlm4vla.pipeline.schedule import StageFiles, rebuilt_only
+    from vlm4vla.pipeline.rebuilt import rebuilt_only
 
     def commit(text: str) -> None:
         (tmp_path / "dvc.lock").write_text(text)
@@ -223,7 +223,7 @@ def test_finished_stage_is_kept_only_if_its_data_came_from_todays_recipe(tmp_pat
     commit(_lock("c1", "X.dir", "x1"))
     commit(_lock("c2", "X.dir" if edit_gave == "the same bytes" else "Z.dir", "x1"))
     (tmp_path / "dvc.lock").write_text(_lock("c2", "Y.dir", "x1"))  # rebuilt here from c2: other bytes
-    files = StageFiles(deps={"up": ["up.py"], "train@r1": ["big/x"]}, outs={"up": ["big"], "train@r1": ["ck"]})
-    kept = rebuilt_only(tmp_path, {"train@r1": ["big/x"]}, files)
+    outputs = {"up": ["big"], "train@r1": ["ck"]}
+    kept = rebuilt_only(tmp_path, {"train@r1": ["big/x"]}, outputs)
     assert kept == ({"train@r1"} if edit_gave == "the same bytes" else set())
-    assert rebuilt_only(tmp_path, {"train@r1": ["elsewhere"]}, files) == set()  # data no stage makes: a real change
+    assert rebuilt_only(tmp_path, {"train@r1": ["elsewhere"]}, outputs) == set()  # data no stage makes: a real change
