@@ -205,10 +205,10 @@ def coverage_note(table: pd.DataFrame) -> str:
         shown = ", ".join(f"`{m}`" for m in missing[:12]) + (f" and {len(missing) - 12} more" if len(missing) > 12 else "")
         note += (f" **This report is partial**: everything below uses the finished runs only. Not yet run: {shown} "
                  "(`make repro` continues where it stopped).")
-    return note + rebuilt_backbones_note(table)
+    return note + rebuilt_inputs_note(table)
 
 
-def rebuilt_backbones_note(table: pd.DataFrame) -> str:
+def rebuilt_inputs_note(table: pd.DataFrame) -> str:
     """A sentence naming the backbones whose finished runs trained from more than one build of the
     checkpoint (``coverage``'s ``build``), one naming demonstrations likewise, or "" if none did.
 
