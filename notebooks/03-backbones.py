@@ -42,17 +42,20 @@ from vlm4vla.analysis import paper, plots
 from vlm4vla.analysis.baselines import above_blind, against_blind, load_baselines, per_task_with_baselines
 from vlm4vla.analysis.runs import coverage, coverage_note, load_early_checkpoints, load_finished, training_fit
 from vlm4vla.analysis.zoo import load_probes
+from vlm4vla.analysis.zoo_builds import build_spread, build_table, record_zoo_builds, spread_sentence, with_run_builds
 from vlm4vla.pipeline.notebook import repo_root, write_metrics
 
 root = repo_root()
 episodes = load_finished(root, run_prefixes)
 fixed = bb.fixed_k(episodes, execute_k or None)
 benchmarks = list(dict.fromkeys(fixed["benchmark"]))
-probes = load_probes(root)
+runs = coverage(root, run_prefixes)
+builds = record_zoo_builds(root)  # the probes of every zoo build seen so far, kept in git
+probes = with_run_builds(load_probes(root), builds, runs)  # general VQA of the builds the runs trained on
 for benchmark, group in fixed.groupby("benchmark", sort=False):
     print(f"{benchmark}: {group['run'].nunique()} runs, seeds per backbone {group.groupby('backbone')['seed'].nunique().to_dict()}, "
           f"{int(group.groupby('run')['n'].sum().iloc[0])} evaluation episodes per run at k={int(group['k'].iloc[0])}")
-display(Markdown(coverage_note(coverage(root, run_prefixes))))
+display(Markdown(coverage_note(runs)))
 
 # %% [markdown]
 # ## Main table (ours) and the paper's, for orientation
@@ -142,6 +145,30 @@ fig.tight_layout()
 plt.show()
 fit_corr = bb.fit_correlations(fit)
 fit_corr.round(3) if len(fit_corr) else print("fewer than 3 runs per benchmark with a training history: no correlation")
+
+# %% [markdown]
+# ## One recipe, several builds: how much the probe itself moves
+# A fresh machine rebuilds the zoo from the same seeded recipe; on another CPU the float kernels differ
+# and so do the weights. `artifacts/zoo-builds.json` (in git) keeps the general VQA of every build seen,
+# keyed by the hash dvc.lock records for the checkpoint each run trained from; the correlations below use,
+# per backbone, the VQA of the builds its runs trained on, averaged over those runs. The embodied and
+# linear robot probes come from the one build the robot-probes stage measured (its dvc.lock entry).
+
+# %%
+per_build = build_table(builds, runs[runs["prefix"] == "bb-"])
+spread = build_spread(per_build)
+display(per_build.round(3))
+display(Markdown(spread_sentence(spread, probes)))
+if len(spread):
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    shown = per_build[per_build["backbone"].isin(spread["backbone"])]
+    for i, (name, group) in enumerate(shown.groupby("backbone")):
+        ax.errorbar(group["vqa_accuracy"], [i] * len(group), xerr=[group["vqa_accuracy"] - group["ci_low"],
+                    group["ci_high"] - group["vqa_accuracy"]], fmt="o", alpha=0.7, capsize=3)
+    ax.set_yticks(range(shown["backbone"].nunique()), sorted(shown["backbone"].unique()))
+    ax.set(xlabel="general VQA accuracy (95% Wilson), one dot per build", title="The zoo's general VQA, build by build")
+    fig.tight_layout()
+    plt.show()
 
 # %% [markdown]
 # ## General capability and embodied skill vs control
