@@ -42,7 +42,7 @@ from vlm4vla.analysis import paper, plots
 from vlm4vla.analysis.baselines import above_blind, against_blind, load_baselines, per_task_with_baselines
 from vlm4vla.analysis.runs import coverage, coverage_note, load_early_checkpoints, load_finished, training_fit
 from vlm4vla.analysis.zoo import load_probes
-from vlm4vla.analysis.zoo_builds import build_spread, build_table, record_zoo_builds, spread_sentence, with_run_builds
+from vlm4vla.analysis.builds import ZOO, build_spread, build_table, record_builds, spread_sentence, with_run_builds
 from vlm4vla.pipeline.notebook import repo_root, write_metrics
 
 root = repo_root()
@@ -50,7 +50,7 @@ episodes = load_finished(root, run_prefixes)
 fixed = bb.fixed_k(episodes, execute_k or None)
 benchmarks = list(dict.fromkeys(fixed["benchmark"]))
 runs = coverage(root, run_prefixes)
-builds = record_zoo_builds(root)  # the probes of every zoo build seen so far, kept in git
+builds = record_builds(root, ZOO)  # the probes of every zoo build seen so far, kept in git
 probes = with_run_builds(load_probes(root), builds, runs)  # general VQA of the builds the runs trained on
 for benchmark, group in fixed.groupby("benchmark", sort=False):
     print(f"{benchmark}: {group['run'].nunique()} runs, seeds per backbone {group.groupby('backbone')['seed'].nunique().to_dict()}, "

@@ -38,6 +38,7 @@ from vlm4vla.analysis import auxiliary as aux
 from vlm4vla.analysis import plots
 from vlm4vla.analysis.backbones import fixed_k
 from vlm4vla.analysis.baselines import load_baselines, per_task_with_baselines
+from vlm4vla.analysis.builds import AUXILIARY, record_builds, with_run_builds_table
 from vlm4vla.analysis.runs import coverage, coverage_note, load_finished, load_runs
 from vlm4vla.backbones.auxiliary import auxiliary_examples, auxiliary_table
 from vlm4vla.data.demos import DemoStore
@@ -47,8 +48,13 @@ root = repo_root()
 base_runs = fixed_k(load_runs(root, "bb-"))
 base_runs = base_runs[(base_runs["init"] == "pretrained") & base_runs["backbone"].isin(bases)]
 episodes = pd.concat([base_runs, fixed_k(load_finished(root, ["ax-"], required=False))], ignore_index=True)
-skills = auxiliary_table(repo_path(aux_dir))
-display(Markdown(coverage_note(coverage(root, ["ax-"]))))
+runs = coverage(root, ["ax-"])
+# The skills of the fine-tune builds the runs trained on (a fresh machine rebuilds them with other bytes;
+# artifacts/auxiliary-vlm-builds.json, in git, keeps every build seen): `builds` says how many builds a
+# row averages over its runs; 0 means the build on disk, for runs whose build was never recorded.
+skills = with_run_builds_table(auxiliary_table(repo_path(aux_dir)), record_builds(root, AUXILIARY), runs,
+                               ["skill_before", "skill_after", "score_before", "score_after", "vqa_before", "vqa_after"])
+display(Markdown(coverage_note(runs)))
 
 # %% [markdown]
 # ## VLA success after each auxiliary fine-tune, per seed (box plots as in the paper's figure)
@@ -101,7 +107,7 @@ for base in bases:
 # %%
 joined, corr = aux.skill_vs_control(changes, skills)
 display(joined[["base", "aux_task", "skill_metric", "skill_before", "skill_after", "score_before", "score_after",
-                "skill_gain", "vqa_before", "vqa_after", "change"]].round(3))
+                "skill_gain", "vqa_before", "vqa_after", "builds", "change"]].round(3))
 if len(joined):
     ax = sns.scatterplot(data=joined, x="skill_gain", y="change", hue="base", style="aux_task", s=70)
     ax.axhline(0, color="#999", lw=0.8)

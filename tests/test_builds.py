@@ -1,4 +1,4 @@
-"""The record of zoo builds (analysis/zoo_builds.py): each run is compared with the probe of the build it
+"""The record of zoo builds (analysis/builds.py): each run is compared with the probe of the build it
 trained on, and a rebuild is added, never overwritten."""
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from vlm4vla.analysis.zoo_builds import (ZOO_BUILDS, build_spread, build_table, dvc_hash, read_builds,
-                                         record_zoo_builds, run_weighted_vqa, spread_sentence, with_run_builds)
+from vlm4vla.analysis.builds import (AUXILIARY, ZOO, ZOO_BUILDS, build_spread, build_table, dvc_hash, read_builds,
+                                     record_builds, run_weighted_vqa, spread_sentence, with_run_builds,
+                                     with_run_builds_table)
 
 
 def _member(root: Path, name: str, vqa: float) -> None:
@@ -31,20 +32,20 @@ def _hash_of_vqa(root: Path, folder: Path) -> str:  # a stand-in for DVC's hash:
 def test_a_rebuild_is_added_next_to_the_earlier_build(tmp_path: Path) -> None:
     _member(tmp_path, "a", 0.5)
     _member(tmp_path, "b", 0.4)
-    first = record_zoo_builds(tmp_path, hasher=_hash_of_vqa)
+    first = record_builds(tmp_path, ZOO, hasher=_hash_of_vqa)
     assert set(first) == {"a-0.5.dir", "b-0.4.dir"}
     assert "hidden_size" not in first["a-0.5.dir"] and first["a-0.5.dir"]["vqa_ci_low"] == pytest.approx(0.45)
     stamp = (tmp_path / ZOO_BUILDS).stat().st_mtime_ns
-    assert record_zoo_builds(tmp_path, hasher=_hash_of_vqa) == first  # same bytes: nothing new, file untouched
+    assert record_builds(tmp_path, ZOO, hasher=_hash_of_vqa) == first  # same bytes: nothing new, file untouched
     assert (tmp_path / ZOO_BUILDS).stat().st_mtime_ns == stamp
     _member(tmp_path, "a", 0.56)  # rebuilt on another machine
-    second = record_zoo_builds(tmp_path, hasher=_hash_of_vqa)
+    second = record_builds(tmp_path, ZOO, hasher=_hash_of_vqa)
     assert set(second) == {"a-0.5.dir", "a-0.56.dir", "b-0.4.dir"}
     assert read_builds(tmp_path) == second
 
 
 def test_without_a_zoo_on_disk_the_record_is_kept_as_it_is(tmp_path: Path) -> None:
-    assert record_zoo_builds(tmp_path, hasher=_hash_of_vqa) == {}
+    assert record_builds(tmp_path, ZOO, hasher=_hash_of_vqa) == {}
     assert not (tmp_path / ZOO_BUILDS).exists()
 
 
@@ -93,3 +94,25 @@ def test_dvc_hash_is_the_hash_dvc_records_for_the_folder(tmp_path: Path) -> None
     assert dvc_hash(tmp_path, tmp_path / "artifacts/zoo/a") == recorded
     (tmp_path / "artifacts/zoo/a/weights.bin").write_bytes(bytes(range(256)) * 9)
     assert dvc_hash(tmp_path, tmp_path / "artifacts/zoo/a") != recorded
+
+
+def test_auxiliary_records_keep_scalars_but_no_paths_and_the_skill_table_uses_the_runs_builds(tmp_path: Path) -> None:
+    folder = tmp_path / AUXILIARY.folder / "q-aux-pointing"
+    folder.mkdir(parents=True)
+    summary = {"name": "q-aux-pointing", "base": "q", "task": "pointing", "score_before": 0.2, "score_after": 0.3,
+               "aux_store": str(tmp_path / "aux-demos"), "history": [1, 2]}
+    (folder / "summary.json").write_text(json.dumps(summary))
+    builds = record_builds(tmp_path, AUXILIARY, hasher=lambda root, path: "h-new.dir")
+    assert builds == {"h-new.dir": {"name": "q-aux-pointing", "base": "q", "task": "pointing",
+                                    "score_before": 0.2, "score_after": 0.3}}
+    assert read_builds(tmp_path, ZOO) == {}  # the zoo's record is another file
+    builds["h-old.dir"] = {**builds["h-new.dir"], "score_after": 0.9}
+    runs = pd.DataFrame([{"run": r, "done": True, "backbone": f"{AUXILIARY.folder}/q-aux-pointing", "build": b}
+                         for r, b in (("s0", "h-old.dir"), ("s1", "h-old.dir"), ("s2", "h-new.dir"))])
+    table = pd.DataFrame([summary, {**summary, "name": "q-aux-dense", "score_after": 0.5}])
+    out = with_run_builds_table(table, builds, runs, ["score_before", "score_after"])
+    assert out["score_after"].tolist() == pytest.approx([(0.9 * 2 + 0.3) / 3, 0.5])  # dense: no run, its own value
+    assert out["builds"].tolist() == [2, 0] and out["score_before"].tolist() == pytest.approx([0.2, 0.2])
+    unrecorded = runs.assign(build="h-gone.dir")  # no run on a recorded build: the table as it is
+    same = with_run_builds_table(table, builds, unrecorded, ["score_after"])
+    assert same["score_after"].tolist() == [0.3, 0.5] and same["builds"].tolist() == [0, 0]
