@@ -115,10 +115,36 @@ def _analysis_outputs(root: Path, notebook: str) -> tuple[dict, list[str]]:
     metrics = json.loads((root / f"artifacts/metrics/{notebook}.json").read_text())
     metrics.pop("wall_time_s", None)
     nb = nbformat.read(root / f"artifacts/notebooks/{notebook}.ipynb", as_version=4)
-    texts = [("".join(o.get("text", "")) + "".join(o.get("data", {}).get(kind, ""))).replace(str(root), "<repo>")
-             for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])
-             for kind in ("text/plain", "text/markdown", "text/html")]
+    texts = [text.replace(str(root), "<repo>") for cell in nb.cells if cell.cell_type == "code"
+             for text in _output_texts(cell.get("outputs", []))]
     return metrics, texts
+
+
+def _output_texts(outputs: list) -> list[str]:
+    """A cell's printed text (one string per stream: the kernel cuts a print into pieces at arbitrary
+    flushes on a loaded machine) and each displayed object's text, Markdown and HTML."""
+    texts: list[str] = []
+    stream = None
+    for o in outputs:
+        if o.get("output_type") == "stream":
+            if stream == o.get("name"):
+                texts[-1] += "".join(o.get("text", ""))
+            else:
+                texts.append("".join(o.get("text", "")))
+            stream = o.get("name")
+            continue
+        stream = None
+        texts += ["".join(o.get("data", {}).get(kind, "")) for kind in ("text/plain", "text/markdown", "text/html")]
+    return texts
+
+
+def test_output_texts_join_a_print_cut_into_pieces() -> None:
+    cut = [{"output_type": "stream", "name": "stdout", "text": "a b"}, {"output_type": "stream", "name": "stdout", "text": "\n"},
+           {"output_type": "display_data", "data": {"text/plain": "T"}}, {"output_type": "stream", "name": "stdout", "text": "c"}]
+    whole = [{"output_type": "stream", "name": "stdout", "text": "a b\n"},
+             {"output_type": "display_data", "data": {"text/plain": "T"}}, {"output_type": "stream", "name": "stdout", "text": "c"}]
+    assert _output_texts(cut) == _output_texts(whole) == ["a b\n", "T", "", "", "c"]
+    assert _output_texts(whole) != _output_texts([*whole[:2], {"output_type": "stream", "name": "stdout", "text": "d"}])
 
 
 def test_rerunning_the_finding_notebooks_from_cached_runs_changes_nothing(smoke):
