@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from vlm4vla.analysis.builds import (AUXILIARY, ZOO, ZOO_BUILDS, build_spread, build_table, dvc_hash, read_builds,
-                                     record_builds, run_weighted_vqa, spread_sentence, with_run_builds,
+                                     record_builds, run_weighted, spread_sentence, with_run_builds,
                                      with_run_builds_table)
 
 
@@ -62,8 +62,9 @@ BUILDS = {"x1": {"name": "a", "vqa_accuracy": 0.30, "vqa_ci_low": 0.2, "vqa_ci_h
 def test_each_backbone_gets_the_vqa_of_its_runs_builds_weighted_by_runs() -> None:
     runs = _runs(("a", "x1", True), ("a", "x1", True), ("a", "x2", True), ("a", "x2", False),  # unfinished: no weight
                  ("b", "unrecorded", True), ("c", "z9", True))
-    weighted = run_weighted_vqa(BUILDS, runs)
-    assert weighted.to_dict() == pytest.approx({"a": (0.30 * 2 + 0.60) / 3})  # b, c: no recorded build
+    weighted = run_weighted(BUILDS, runs, ["vqa_accuracy"])
+    assert weighted["vqa_accuracy"].to_dict() == pytest.approx({"a": (0.30 * 2 + 0.60) / 3})
+    assert weighted["builds"].to_dict() == {"a": 2}  # b, c: no recorded build
     probes = pd.DataFrame({"general_vqa_accuracy": [0.9, 0.8], "probe_x": [1.0, 2.0]}, index=["a", "b"])
     out = with_run_builds(probes, BUILDS, runs)
     assert out.loc["a", "general_vqa_accuracy"] == pytest.approx(0.40)

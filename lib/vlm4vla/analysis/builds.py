@@ -16,11 +16,13 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
 
 from vlm4vla.analysis.runs import backbone_name
+from vlm4vla.pipeline.report import _write_atomic
 
 
 @dataclass(frozen=True)
@@ -51,12 +53,19 @@ ZOO_BUILDS = ZOO.file
 def dvc_hash(root: Path, path: Path) -> str:
     """The hash DVC records in dvc.lock for the folder ``path`` (``<md5>.dir``), computed without
     writing to DVC's cache."""
-    from dvc.repo import Repo
     from dvc_data.hashfile.build import build
 
-    repo = Repo(str(root))
+    repo = _dvc_repo(os.fspath(Path(root).resolve()))
     *_, tree = build(repo.cache.local, os.fspath(Path(path).resolve()), repo.fs, "md5", dry_run=True)
     return tree.hash_info.value
+
+
+@lru_cache(maxsize=4)
+def _dvc_repo(root: str):
+    """DVC's view of ``root``, opened once per process (one hash per zoo member)."""
+    from dvc.repo import Repo
+
+    return Repo(root)
 
 
 def read_builds(root: Path, kind: BuildRecord = ZOO) -> dict[str, dict]:
@@ -68,10 +77,7 @@ def read_builds(root: Path, kind: BuildRecord = ZOO) -> dict[str, dict]:
 def write_builds(root: Path, builds: dict[str, dict], kind: BuildRecord = ZOO) -> Path:
     """Write the record atomically (a killed run leaves the previous file whole), sorted for diffs."""
     path = Path(root) / kind.file
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(builds, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    _write_atomic(path, json.dumps(builds, indent=1, sort_keys=True) + "\n")
     return path
 
 
@@ -120,45 +126,39 @@ def build_spread(table: pd.DataFrame) -> pd.DataFrame:
 
 def run_weighted(builds: dict[str, dict], runs: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """Per checkpoint name: each of ``columns`` of the builds its finished runs trained on, averaged over
-    those runs (a build used by more runs weighs more). Checkpoints none of whose runs trained on a
-    recorded build are left out (the caller keeps its own values for them)."""
+    those runs (a build used by more runs weighs more), and ``builds``, how many recorded builds that is.
+    Checkpoints none of whose runs trained on a recorded build are left out (the caller keeps its own
+    values for them)."""
     done = runs[runs["done"] & runs["build"].isin(list(builds))] if len(runs) else runs
     if done.empty:
-        return pd.DataFrame(columns=columns, dtype=float)
+        return pd.DataFrame(columns=[*columns, "builds"], dtype=float)
     values = pd.DataFrame([{c: builds[k].get(c, float("nan")) for c in columns} for k in done["build"]],
                           index=done.index, dtype=float)
-    return values.assign(name=done["backbone"].map(backbone_name)).groupby("name")[columns].mean()
-
-
-def run_weighted_vqa(builds: dict[str, dict], runs: pd.DataFrame) -> pd.Series:
-    """``run_weighted`` general VQA accuracy of the zoo builds, named ``general_vqa_accuracy``."""
-    return run_weighted(builds, runs, ["vqa_accuracy"])["vqa_accuracy"].rename("general_vqa_accuracy")
+    by_name = values.assign(name=done["backbone"].map(backbone_name), build=done["build"]).groupby("name")
+    return by_name[columns].mean().assign(builds=by_name["build"].nunique())
 
 
 def with_run_builds(probes: pd.DataFrame, builds: dict[str, dict], runs: pd.DataFrame) -> pd.DataFrame:
-    """``probes`` (``load_probes``) with ``general_vqa_accuracy`` replaced, where known, by the run-weighted
-    VQA of the builds the runs trained on (``run_weighted_vqa``)."""
-    weighted = run_weighted_vqa(builds, runs)
-    out = probes.copy()
-    shared = out.index.intersection(weighted.index)
-    out.loc[shared, "general_vqa_accuracy"] = weighted[shared]
-    return out
+    """``probes`` (``load_probes``, indexed by backbone name) with ``general_vqa_accuracy`` replaced, where
+    known, by the run-weighted VQA of the builds the runs trained on."""
+    table = with_run_builds_table(probes.rename(columns={"general_vqa_accuracy": "vqa_accuracy"})
+                                  .rename_axis("name").reset_index(), builds, runs, ["vqa_accuracy"])
+    return table.drop(columns="builds").set_index("name").rename_axis(probes.index.name) \
+        .rename(columns={"vqa_accuracy": "general_vqa_accuracy"})
 
 
 def with_run_builds_table(table: pd.DataFrame, builds: dict[str, dict], runs: pd.DataFrame,
                           columns: list[str]) -> pd.DataFrame:
     """``table`` (one row per checkpoint, a ``name`` column: e.g. ``auxiliary_table``) with ``columns``
-    replaced, where known, by the run-weighted values of the builds the runs trained on, and a ``builds``
-    column: how many recorded builds those values average (0: the table's own values, the build on disk)."""
+    replaced, where known, by the run-weighted values of the builds the runs trained on (``run_weighted``),
+    and a ``builds`` column: how many recorded builds those values average (0: the table's own values,
+    the build on disk)."""
     weighted = run_weighted(builds, runs, columns)
-    done = runs[runs["done"] & runs["build"].isin(list(builds))] if len(runs) else runs
-    n_builds = done.assign(name=done["backbone"].map(backbone_name)).groupby("name")["build"].nunique() \
-        if len(done) else pd.Series(dtype=int)
     out = table.copy()
     known = out["name"].isin(weighted.index)
     for column in columns if known.any() else ():
         out.loc[known, column] = out.loc[known, "name"].map(weighted[column]).to_numpy()
-    out["builds"] = out["name"].map(n_builds).fillna(0).astype(int)
+    out["builds"] = out["name"].map(weighted["builds"]).fillna(0).astype(int)
     return out
 
 
