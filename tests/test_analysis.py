@@ -50,6 +50,17 @@ def test_compare_success_uses_seeds_when_both_sides_have_two_and_shared_episodes
     assert apart["unit"] == "episodes, seeds 0 vs 2"
 
 
+def test_compare_success_takes_seeds_that_agree_exactly_without_a_warning():
+    from vlm4vla.analysis.runs import compare_success
+
+    eps = _episodes({("m", "pretrained"): 0.6, ("m", "scratch"): 0.3}, seeds=(0, 1), tasks=("a",), n=50, ks=(4,))
+    flat = eps[eps["init"] == "scratch"].assign(successes=10, success_rate=0.2)  # both seeds 0.2: no spread
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = compare_success(eps[eps["init"] == "pretrained"], flat)
+    assert result["unit"] == "seeds (2 vs 2, Welch t)" and result["change"] == pytest.approx(0.41)
+
+
 def test_capability_correlation_recovers_a_monotone_relation():
     names = [f"m{i}" for i in range(6)]
     success = pd.Series(np.linspace(0.1, 0.9, 6), index=names)
