@@ -18,7 +18,7 @@ from vlm4vla.data.corpus import CorpusConfig, make_corpus
 from vlm4vla.data.demos import DemoConfig, DemoStore, generate_demonstrations
 from vlm4vla.data.embodied_qa import segmentation_class
 from vlm4vla.envs import make_suite_config
-from vlm4vla.envs.ground_truth import project_points
+from vlm4vla.envs.ground_truth import camera_matrices, project_points
 from vlm4vla.envs.sim import TaskEnv
 
 torch.set_num_threads(1)
@@ -107,6 +107,36 @@ def test_dense_maps_agree_with_downsampled_depth_and_segmentation(store: DemoSto
                 counts = np.bincount(store.segmentation[it.row][block].ravel(), minlength=5)
                 assert counts[value] == counts.max(), it
     assert max(depth_diffs) <= 1 and np.mean(np.equal(depth_diffs, 0)) >= 0.97  # 1 level off only at float16 bin edges
+
+
+def test_spatial_relations_and_front_behind_agree_with_the_simulator(store: DemoStore) -> None:
+    """Left / right / above / below against the simulator's camera projection of the 3-D positions; in front /
+    behind against the rendered depth at each thing's visible pixel (the pointing answers, checked above on
+    the segmentation) and, for most items, against the distance along the camera axis of the 3-D positions
+    (the surface seen is not the body's centre, so not all)."""
+    env = TaskEnv("drawer-close-v3", 64, SUITE.camera, 120)
+    env.reset(0)  # the camera is fixed: one pose projects every frame
+    _, rot, pos = camera_matrices(env.env.model, env.env.data, SUITE.camera, 64)
+    position = lambda row, name: np.asarray(store.table.at[row, "ee_pos" if name == "gripper" else "object_pos"])  # noqa: E731
+    items = make_auxiliary(store, "spatial_vqa", 200)
+    assert set(items["kind"]) == {"relation", "front_behind"}
+    points = make_auxiliary(store, "pointing", 10_000).set_index(["row", "target"])["answer"]
+    relations, fronts, centres = [], [], []
+    for it in items.itertuples():
+        a, b = it.target.split("|")
+        if it.kind == "relation":
+            (xa, ya), (xb, yb) = project_points(env.env.model, env.env.data, SUITE.camera,
+                                                np.stack([position(it.row, a), position(it.row, b)]), 64, env.flip)
+            relations.append({"left": xa < xb, "right": xa > xb, "above": ya < yb, "below": ya > yb}[it.answer])
+        else:
+            (ca, ra), (cb, rb) = (parse_numbers(points[(it.row, n)]) for n in (a, b))
+            depth = store.depth[it.row]
+            fronts.append((float(depth[int(ra), int(ca)]) < float(depth[int(rb), int(cb)])) == (it.answer == "in front"))
+            depth_a, depth_b = (float(-((position(it.row, n) - pos) @ rot)[2]) for n in (a, b))
+            centres.append((depth_a < depth_b) == (it.answer == "in front"))
+    env.close()
+    assert len(relations) >= 10 and len(fronts) >= 10
+    assert all(relations) and all(fronts) and np.mean(centres) >= 0.6
 
 
 def test_rgbd_distances_follow_positions_and_depth(store: DemoStore) -> None:
