@@ -392,6 +392,9 @@ def test_auxiliary_example_figure_shows_distinct_questions_with_their_answers():
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == ["pointing: 1 2\nbefore: x\nafter: 1 2", "pointing: 3 4\nbefore: x\nafter: 3 3",
                       "pointing: 5 6\nbefore: x\nafter: 5 6"]  # the repeated (p, 1 2) question is shown once
+    marks = [[(line.get_marker(), *line.get_xydata()[0]) for line in ax.get_lines()] for ax in fig.axes]
+    assert marks[1] == [("o", 3, 4), ("x", 3, 3)]  # the true answer and the answer after, where they point;
+    assert fig.legends and plots.answer_points("12 7 30 9 5").tolist() == [[12, 7], [30, 9]]  # "x" before: none
 
 
 def test_seed_points_pool_each_seeds_tasks_with_a_wilson_interval_at_its_category():

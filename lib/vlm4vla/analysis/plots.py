@@ -7,6 +7,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from vlm4vla.data.auxiliary import parse_numbers
+
 
 def success_bars(table: pd.DataFrame, ax: plt.Axes | None = None) -> plt.Axes:
     """Success per backbone with seed intervals, pretrained and from-scratch side by side."""
@@ -89,18 +91,41 @@ def distinct_examples(examples: pd.DataFrame, n: int = 4) -> pd.DataFrame:
     return examples.drop_duplicates(["prompt", "answer"]).head(n)
 
 
+POINT_KINDS = ("pointing", "waypoints")  # auxiliary questions answered with "x y ..." pixel coordinates
+POINT_STYLES = ({"marker": "o", "color": "lime", "markerfacecolor": "none", "label": "true answer"},
+                {"marker": "+", "color": "#ddd", "label": "before the fine-tune"},
+                {"marker": "x", "color": "orange", "label": "after the fine-tune"})
+
+
+def answer_points(text: str) -> np.ndarray:
+    """The (x, y) pixel pairs in an answer, shape (n, 2); an odd trailing number is dropped."""
+    numbers = parse_numbers(text)
+    return np.array(numbers[:len(numbers) // 2 * 2], dtype=float).reshape(-1, 2)
+
+
 def auxiliary_examples(frames: np.ndarray, examples: pd.DataFrame, title: str, n: int = 4) -> plt.Figure:
     """Up to ``n`` held-out auxiliary questions of one fine-tune (``examples``: its examples.csv, ``row``
     indexing ``frames``), each image titled with the question kind, the true answer and the answers before
     and after the fine-tune; questions repeating an earlier (prompt, answer) are left out."""
     shown = distinct_examples(examples, n)
     fig, axes = plt.subplots(1, max(len(shown), 1), figsize=(2.6 * max(len(shown), 1), 3.2), squeeze=False)
+    marked = False
     for ax, item in zip(axes[0], shown.itertuples()):
         ax.imshow(frames[int(item.row)])
         ax.set_title(f"{item.kind}: {item.answer}\nbefore: {str(item.before)[:24]}\nafter: {str(item.after)[:24]}",
                      fontsize=7)
+        if item.kind in POINT_KINDS:  # pixel answers: drawn where they point
+            ax.autoscale(False)  # answers off the image do not rescale it
+            for text, style in zip((item.answer, item.before, item.after), POINT_STYLES):
+                points = answer_points(str(text))
+                if len(points):
+                    ax.plot(points[:, 0], points[:, 1], linestyle="none", markersize=7, **style)
+                    marked = True
     for ax in axes[0]:
         ax.set_axis_off()
+    if marked:
+        handles = [plt.Line2D([], [], linestyle="none", **style) for style in POINT_STYLES]
+        fig.legend(handles, [s["label"] for s in POINT_STYLES], loc="lower center", ncol=3, fontsize=7, frameon=False)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 0.9))  # room for the suptitle above the three-line titles
+    fig.tight_layout(rect=(0, 0.07 if marked else 0, 1, 0.9))  # room for the suptitle above the three-line titles
     return fig
