@@ -192,7 +192,8 @@ for benchmark in benchmarks:
                          "high": rows["seed_ci_high"].where(by_seed, rows["pooled_ci_high"])})
     columns = [c for c in probes.columns if c in set(correlations.loc[correlations["benchmark"] == benchmark, "probe"])]
     if not columns:
-        print(f"{benchmark}: fewer than 3 backbones with probe scores, no correlation panel")
+        print(f"{benchmark}: no correlation panel (fewer than 3 backbones with probe scores, "
+              "or the same success for all of them)")
         continue
     n_cols = min(4, len(columns))
     n_rows = -(-len(columns) // n_cols)
@@ -211,7 +212,8 @@ for benchmark in benchmarks:
 
 # %%
 transfer = bb.cross_benchmark(table)
-transfer.round(3) if len(transfer) else print("fewer than 3 backbones run on two benchmarks: no cross-benchmark correlation")
+transfer.round(3) if len(transfer) else print("no cross-benchmark correlation: fewer than 3 backbones run on two benchmarks, "
+                                                        "or one benchmark gives them all the same success")
 
 # %% [markdown]
 # ## Per-task profile (the paper's teaser radar) and execution length / checkpoint selection

@@ -489,3 +489,19 @@ def test_fit_correlations_recover_a_monotone_fit_success_relation_per_benchmark(
     lines = bb.fit_lines(correlations)
     assert len(lines) == 2 and all("n = 5 runs" in line for line in lines)
     assert any(line.startswith("Training fit vs closed-loop success on libero") and "Spearman -1.00" in line for line in lines)
+
+
+def test_a_benchmark_where_every_backbone_has_the_same_success_gets_no_ranking_and_no_correlation():
+    rows = []
+    for benchmark, rates in (("metaworld", {"a": 0.1, "b": 0.2, "c": 0.3}), ("libero", {"a": 0.0, "b": 0.0, "c": 0.0})):
+        for backbone, p in rates.items():
+            rows.append({"run": f"{benchmark}-{backbone}", "backbone": backbone, "init": "pretrained", "freeze": "full",
+                         "seed": 0, "benchmark": benchmark, "k": 4, "task": "t", "successes": round(p * 20), "n": 20,
+                         "success_rate": p})
+    table = bb.main_table(bb.fixed_k(pd.DataFrame(rows)))
+    assert bb.cross_benchmark(table).empty  # a constant side has no rank correlation (not a p-value of 0.0002)
+    lines = bb.conclusions(table, bb.init_gap(bb.fixed_k(pd.DataFrame(rows))), pd.DataFrame(columns=["probe", "method"]))
+    libero = [line for line in lines if line.startswith("On libero")]
+    assert libero == ["On libero all 3 backbones with finished runs have the same success (0.00): no ranking, "
+                      "and no correlation with it is defined."]
+    assert any(line.startswith("On metaworld the best backbone is c") for line in lines)

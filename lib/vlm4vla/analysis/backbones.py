@@ -125,14 +125,15 @@ def fit_lines(fit_corr: pd.DataFrame) -> list[str]:
 
 def cross_benchmark(table: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """Does the backbones' ranking carry over between benchmarks? Spearman and Pearson of the pretrained
-    backbones' success on each pair of benchmarks, over the backbones run on both."""
+    backbones' success on each pair of benchmarks, over the backbones run on both. A pair with fewer than
+    3 such backbones, or where one benchmark gives them all the same success, has no correlation and no row."""
     wide = table[table["init"] == "pretrained"].pivot_table(index="backbone", columns="benchmark", values="success")
     rows = []
     names = list(wide.columns)
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
             both = wide[[a, b]].dropna()
-            if len(both) < 3:
+            if len(both) < 3 or both[a].nunique() < 2 or both[b].nunique() < 2:
                 continue
             for method in ("spearman", "pearson"):
                 r = stats.correlation(both[a].to_numpy(), both[b].to_numpy(), method=method, seed=seed)
@@ -250,6 +251,10 @@ def conclusions(table: pd.DataFrame, gaps: pd.DataFrame, correlations: pd.DataFr
         top = group.iloc[0]
         if len(group) == 1:
             lines.append(f"On {benchmark} only {top['backbone']} has finished runs so far ({top['success']:.2f}): no ranking yet.")
+            continue
+        if group["success"].nunique() == 1:
+            lines.append(f"On {benchmark} all {len(group)} backbones with finished runs have the same success "
+                         f"({top['success']:.2f}): no ranking, and no correlation with it is defined.")
             continue
         lines.append(f"On {benchmark} the best backbone is {top['backbone']} ({top['success']:.2f}); "
                      f"statistically tied with it: {', '.join(tied_with_best(group)) or 'none'}.")
