@@ -241,7 +241,7 @@ lines = bb.conclusions(table, gaps, correlations)
 lines += against_blind(table, references)
 lines += bb.fit_lines(fit_corr)
 for row in transfer[transfer["method"] == "spearman"].itertuples():
-    sure = "its interval excludes 0" if row.ci_low > 0 or row.ci_high < 0 else "its interval includes 0"
+    sure = bb.how_sure(row.ci_low, row.ci_high, row.p_value)
     lines.append(f"Backbone ranking across benchmarks ({row.benchmarks}): Spearman {row.coefficient:+.2f} (95% CI "
                  f"[{row.ci_low:+.2f}, {row.ci_high:+.2f}], permutation p = {row.p_value:.2g}, n = {row.n}); {sure}.")
 display(Markdown("\n".join(f"- {line}" for line in lines)))
