@@ -40,7 +40,8 @@ from IPython.display import Markdown, display
 from vlm4vla.analysis import backbones as bb
 from vlm4vla.analysis import paper, plots
 from vlm4vla.analysis.baselines import above_blind, against_blind, load_baselines, per_task_with_baselines
-from vlm4vla.analysis.runs import coverage, coverage_note, load_early_checkpoints, load_finished, training_fit
+from vlm4vla.analysis.runs import (coverage, coverage_note, load_early_checkpoints, load_finished,
+                                   load_histories, training_fit)
 from vlm4vla.analysis.zoo import load_probes
 from vlm4vla.analysis.builds import ZOO, build_spread, build_table, record_builds, spread_sentence, with_run_builds
 from vlm4vla.pipeline.notebook import repo_root, write_metrics
@@ -147,6 +148,31 @@ fit_corr = bb.fit_correlations(fit)
 fit_corr.round(3) if len(fit_corr) else print("fewer than 3 runs per benchmark with a training history: no correlation")
 
 # %% [markdown]
+# ## Was training finished? Learning curves at the training budget
+# Every run trains for the same number of steps (the profile's budget), as in the paper. A run whose
+# loss still falls at the end is measured mid-way: its success ranks how fast its backbone learns as
+# much as how far it could get. The arm's training loss per step (mean over seeds, smoothed over 100
+# steps, log scale), per backbone, then for each run the fall of the arm loss over the last 500 steps.
+
+# %%
+histories = load_histories(root, sorted(fixed["run"].unique()))
+curves = (histories.merge(fit[["run", "backbone", "init", "benchmark"]], on="run").sort_values(["run", "step"])
+          .assign(loss_arm=lambda d: d.groupby("run")["loss_arm"].transform(lambda x: x.rolling(100, min_periods=1).mean())))
+curves["backbone_init"] = curves["backbone"] + " (" + curves["init"] + ")"
+fig, axes = plt.subplots(1, len(benchmarks), figsize=(5.5 * len(benchmarks), 3.6), squeeze=False)
+for ax, benchmark in zip(axes[0], benchmarks):
+    sns.lineplot(data=curves[(curves["benchmark"] == benchmark) & (curves["step"] % 20 == 0)], x="step", y="loss_arm",
+                 hue="backbone_init", hue_order=sorted(curves["backbone_init"].unique()), errorbar=None, ax=ax,
+                 legend=ax is axes[0][-1])
+    ax.set(title=f"{benchmark}: arm loss while training", yscale="log", ylabel="arm loss (Huber, 100-step mean)")
+if axes[0][-1].get_legend():
+    sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), fontsize=8, title="backbone (init)")
+fig.tight_layout()
+plt.show()
+finished = bb.convergence(histories, fit)
+finished.set_index("run").round(3)
+
+# %% [markdown]
 # ## One recipe, several builds: how much the probe itself moves
 # A fresh machine rebuilds the zoo from the same seeded recipe; on another CPU the float kernels differ
 # and so do the weights. `artifacts/zoo-builds.json` (in git) keeps the general VQA of every build seen,
@@ -240,6 +266,7 @@ selection.round(3)
 lines = bb.conclusions(table, gaps, correlations)
 lines += against_blind(table, references)
 lines += bb.fit_lines(fit_corr)
+lines += bb.convergence_lines(finished)
 for row in transfer[transfer["method"] == "spearman"].itertuples():
     sure = bb.how_sure(row.ci_low, row.ci_high, row.p_value)
     lines.append(f"Backbone ranking across benchmarks ({row.benchmarks}): Spearman {row.coefficient:+.2f} (95% CI "

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from vlm4vla.analysis import backbones as bb
-from vlm4vla.analysis.runs import fit_at, load_early_checkpoints, load_runs, training_fit
+from vlm4vla.analysis.runs import fit_at, load_early_checkpoints, load_histories, load_runs, training_fit
 
 
 def _episodes(rates: dict[tuple[str, str], float], seeds=(0, 1, 2), tasks=("a", "b"), n=20, ks=(4, 1)) -> pd.DataFrame:
@@ -505,3 +505,33 @@ def test_a_benchmark_where_every_backbone_has_the_same_success_gets_no_ranking_a
     assert libero == ["On libero all 3 backbones with finished runs have the same success (0.00): no ranking, "
                       "and no correlation with it is defined."]
     assert any(line.startswith("On metaworld the best backbone is c") for line in lines)
+
+
+def test_convergence_measures_how_much_the_arm_loss_still_fell_over_the_last_window(tmp_path):
+    steps = np.arange(1, 1001)
+    histories = {"lb-still-s0": np.where(steps > 500, 0.5, 1.0),  # halved over the last 500 steps
+                 "lb-flat-s0": np.full(len(steps), 0.2),  # converged
+                 "bb-short-s0": None}  # 300 steps only: fewer than two windows
+    for run, loss in histories.items():
+        folder = tmp_path / "artifacts/run-results" / run
+        folder.mkdir(parents=True)
+        n = len(steps) if loss is not None else 300
+        pd.DataFrame({"step": steps[:n], "loss": 0.0, "loss_arm": loss[:n] if loss is not None else 1.0,
+                      "loss_gripper": 0.5, "acc_gripper": np.where(steps[:n] > 500, 0.9, 0.6)}
+                     ).iloc[::-1].to_csv(folder / "history.csv", index=False)  # rows out of step order
+    loaded = load_histories(tmp_path, [*histories, "lb-missing-s0"])
+    assert list(dict.fromkeys(loaded["run"])) == list(histories)  # in the order asked, a missing history left out
+    runs = pd.DataFrame({"run": list(histories), "backbone": ["a", "b", "c"], "init": "pretrained",
+                         "benchmark": ["libero", "libero", "metaworld"]})
+    table = bb.convergence(loaded, runs, window=500).set_index("run")
+    assert list(table.index) == ["lb-still-s0", "lb-flat-s0"]  # sorted by benchmark, backbone; the short run left out
+    assert table.loc["lb-still-s0", "arm_loss_drop"] == pytest.approx(0.5)
+    assert table.loc["lb-flat-s0", "arm_loss_drop"] == pytest.approx(0.0)
+    assert table.loc["lb-still-s0", ["acc_gripper_before", "acc_gripper_last"]].tolist() == pytest.approx([0.6, 0.9])
+    assert table.loc["lb-still-s0", "steps"] == 1000
+    (line,) = bb.convergence_lines(table.reset_index(), window=500, threshold=0.05)
+    assert line.startswith("On libero, 1 of 2 runs were still learning when training stopped at 1000 steps")
+    assert "median fall 25%, range 0% to 50%" in line
+    assert "mid-way" not in line  # half the runs, not most
+    (most,) = bb.convergence_lines(table.reset_index().assign(arm_loss_drop=[0.5, 0.1]))
+    assert "2 of 2 runs" in most and "stops most runs mid-way" in most

@@ -123,6 +123,48 @@ def fit_lines(fit_corr: pd.DataFrame) -> list[str]:
     return lines
 
 
+def convergence(histories: pd.DataFrame, runs: pd.DataFrame, window: int = 500) -> pd.DataFrame:
+    """Was each run still learning when its training budget ran out? One row per run of ``runs`` (columns
+    run, backbone, init, benchmark) with a history (``runs.load_histories``): the arm loss and gripper
+    accuracy over its last ``window`` steps and over the ``window`` before, and ``arm_loss_drop``, the
+    share by which the arm loss fell between the two (0.10: 10% lower at the end). A run shorter than
+    two windows is left out."""
+    rows = []
+    for run, history in histories.groupby("run", sort=False):
+        end = history["step"].max()
+        last = history[history["step"] > end - window]
+        before = history[(history["step"] > end - 2 * window) & (history["step"] <= end - window)]
+        if before.empty or last.empty:
+            continue
+        rows.append({"run": run, "steps": int(end),
+                     "loss_arm_before": before["loss_arm"].mean(), "loss_arm_last": last["loss_arm"].mean(),
+                     "acc_gripper_before": before["acc_gripper"].mean(), "acc_gripper_last": last["acc_gripper"].mean()})
+    columns = ["run", "steps", "loss_arm_before", "loss_arm_last", "acc_gripper_before", "acc_gripper_last"]
+    table = pd.DataFrame(rows, columns=columns)
+    table["arm_loss_drop"] = 1.0 - table["loss_arm_last"] / table["loss_arm_before"]
+    meta = runs[["run", "backbone", "init", "benchmark"]].drop_duplicates("run")
+    return meta.merge(table, on="run").sort_values(["benchmark", "backbone", "init", "run"], ignore_index=True)
+
+
+def convergence_lines(table: pd.DataFrame, window: int = 500, threshold: float = 0.05) -> list[str]:
+    """Conclusion lines from ``convergence``, per benchmark: how many runs' arm loss still fell by at least
+    ``threshold`` over their last ``window`` steps (their success measures the budget as much as the
+    backbone), and the median and range of that fall."""
+    lines = []
+    for benchmark, group in table.groupby("benchmark"):
+        drop = group["arm_loss_drop"]
+        learning = group[drop >= threshold]
+        steps = int(group["steps"].max())
+        verdict = (f"{len(learning)} of {len(group)} runs were still learning when training stopped at {steps} steps "
+                   f"(arm loss {threshold:.0%} or more lower over the last {window} steps than over the {window} before; "
+                   f"median fall {drop.median():.0%}, range {drop.min():.0%} to {drop.max():.0%})")
+        if len(learning) * 2 > len(group):
+            verdict += (": success here is measured at a budget that stops most runs mid-way, so it ranks how fast "
+                        "a backbone learns as much as how far it can get")
+        lines.append(f"On {benchmark}, {verdict}.")
+    return lines
+
+
 def cross_benchmark(table: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """Does the backbones' ranking carry over between benchmarks? Spearman and Pearson of the pretrained
     backbones' success on each pair of benchmarks, over the backbones run on both. A pair with fewer than

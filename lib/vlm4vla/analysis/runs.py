@@ -111,12 +111,17 @@ def training_fit(root: Path, runs: list[str] | tuple[str, ...], last: int = 200)
     ``acc_gripper`` is the share of the batch's gripper commands (open / closed) the head gets right,
     the one training figure on the same scale for every benchmark.
     """
-    rows = {}
-    for run in runs:
-        history_file = Path(root) / RUN_RESULTS_DIR / run / "history.csv"
-        if history_file.is_file():
-            rows[run] = fit_at(pd.read_csv(history_file), last=last)
+    histories = load_histories(root, runs)
+    rows = {run: fit_at(history, last=last) for run, history in histories.groupby("run", sort=False)}
     return pd.DataFrame.from_dict(rows, orient="index", columns=FIT_COLUMNS).rename_axis("run")
+
+
+def load_histories(root: Path, runs: list[str] | tuple[str, ...]) -> pd.DataFrame:
+    """The training histories (``history.csv``: one row per logged step) of ``runs``, stacked with a ``run``
+    column, in the order of ``runs``; a run without a history is left out."""
+    frames = [pd.read_csv(path).assign(run=run) for run in runs
+              if (path := Path(root) / RUN_RESULTS_DIR / run / "history.csv").is_file()]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run", "step", *FIT_COLUMNS])
 
 
 def fit_at(history: pd.DataFrame, step: int | None = None, last: int = 200) -> pd.Series:
