@@ -130,7 +130,8 @@ gaps.round(3)
 # compounding errors instead. Correlations over runs, per benchmark.
 
 # %%
-fit = bb.fit_and_success(fixed, training_fit(root, sorted(fixed["run"].unique())))
+histories = load_histories(root, sorted(fixed["run"].unique()))  # each run's history.csv, read once
+fit = bb.fit_and_success(fixed, training_fit(histories))
 display(fit.set_index("run").sort_values(["benchmark", "success"], ascending=[True, False])
         [["benchmark", "success", "loss_arm", "loss_gripper", "acc_gripper"]].round(3))
 fig, axes = plt.subplots(1, len(benchmarks), figsize=(5.5 * len(benchmarks), 3.6), squeeze=False)
@@ -155,7 +156,6 @@ fit_corr.round(3) if len(fit_corr) else print("fewer than 3 runs per benchmark w
 # steps, log scale), per backbone, then for each run the fall of the arm loss over the last 500 steps.
 
 # %%
-histories = load_histories(root, sorted(fixed["run"].unique()))
 curves = (histories.merge(fit[["run", "backbone", "init", "benchmark"]], on="run").sort_values(["run", "step"])
           .assign(loss_arm=lambda d: d.groupby("run")["loss_arm"].transform(lambda x: x.rolling(100, min_periods=1).mean())))
 curves["backbone_init"] = curves["backbone"] + " (" + curves["init"] + ")"

@@ -457,7 +457,7 @@ def test_training_fit_averages_the_last_logged_steps_of_each_run(tmp_path):
     history = pd.DataFrame({"step": steps, "loss": 0.0, "loss_arm": steps / 10, "loss_gripper": 1.0,
                             "acc_gripper": (steps > 8).astype(float)})
     history.iloc[::-1].to_csv(run / "history.csv", index=False)  # rows out of step order
-    fit = training_fit(tmp_path, ["bb-x-s0", "bb-missing-s0"], last=2)
+    fit = training_fit(load_histories(tmp_path, ["bb-x-s0", "bb-missing-s0"]), last=2)
     assert list(fit.index) == ["bb-x-s0"]  # no history: left out
     # the last two steps (9, 10) by step, not by file order
     assert fit.loc["bb-x-s0"].to_dict() == pytest.approx({"loss_arm": 0.95, "loss_gripper": 1.0, "acc_gripper": 1.0})

@@ -104,14 +104,13 @@ def load_finished(root: Path, prefixes: list[str] | tuple[str, ...], required: b
 FIT_COLUMNS = ["loss_arm", "loss_gripper", "acc_gripper"]
 
 
-def training_fit(root: Path, runs: list[str] | tuple[str, ...], last: int = 200) -> pd.DataFrame:
-    """How well each run fitted its demonstrations: ``FIT_COLUMNS`` of its ``history.csv`` averaged over
-    the last ``last`` logged steps (one row per run, indexed by run name; a run without history is left out).
+def training_fit(histories: pd.DataFrame, last: int = 200) -> pd.DataFrame:
+    """How well each run fitted its demonstrations: ``FIT_COLUMNS`` of its history (``load_histories``) averaged
+    over the last ``last`` logged steps (one row per run, indexed by run name, in the histories' order).
 
     ``acc_gripper`` is the share of the batch's gripper commands (open / closed) the head gets right,
     the one training figure on the same scale for every benchmark.
     """
-    histories = load_histories(root, runs)
     rows = {run: fit_at(history, last=last) for run, history in histories.groupby("run", sort=False)}
     return pd.DataFrame.from_dict(rows, orient="index", columns=FIT_COLUMNS).rename_axis("run")
 
