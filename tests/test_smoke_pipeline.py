@@ -161,15 +161,17 @@ def test_rerunning_the_finding_notebooks_from_cached_runs_changes_nothing(smoke)
 
 
 def test_a_fresh_clone_has_the_findings_from_git_alone(smoke, tmp_path):
-    """What git keeps (dvc.lock, run results, probes, baselines, metrics) is enough: a clone without DVC's
-    cache (no checkpoint, no demonstration) plans nothing, and finding 1 re-run there gives the same
-    numbers and outputs."""
+    """What git keeps (dvc.lock, run results, probes, baselines, metrics, the zoo) is enough: a clone
+    without DVC's cache (no policy checkpoint, no demonstration) plans nothing, finding 1 re-run there
+    gives the same numbers and outputs, and finding 3 renders there (its probes of checkpoints and
+    stage-1 backbones read from git, no demonstration store opened) with the same numbers."""
     assert _sh(["vlm4vla", "repro", "--profile", "smoke"], smoke, timeout=600).returncode == 0  # the index, after re-runs
     for cmd in (["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "results"]):
         subprocess.run(cmd, cwd=smoke, check=True)
     fresh = tmp_path / "fresh"
     subprocess.run(["git", "clone", "-q", str(smoke), str(fresh)], check=True)
-    assert not (fresh / "artifacts/runs").exists() and not (fresh / "artifacts/zoo").exists()
+    assert not (fresh / "artifacts/runs").exists() and not (fresh / "artifacts/demonstrations").exists()
+    assert (fresh / "artifacts/zoo").is_dir()  # in git since 2026-12-07 (README, "Results in git")
     assert any((fresh / "artifacts/run-results").iterdir())
     result = _sh(["vlm4vla", "repro", "--profile", "smoke"], fresh, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -177,6 +179,9 @@ def test_a_fresh_clone_has_the_findings_from_git_alone(smoke, tmp_path):
     result = _sh(["dvc", "repro", "--force", "--single-item", "--allow-missing", "backbones"], fresh, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert _analysis_outputs(fresh, "03-backbones") == _analysis_outputs(smoke, "03-backbones")
+    result = _sh(["dvc", "repro", "--force", "--single-item", "--allow-missing", "vision_bottleneck"], fresh, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert _analysis_outputs(fresh, "07-vision-bottleneck")[0] == _analysis_outputs(smoke, "07-vision-bottleneck")[0]
 
 
 def test_changing_one_parameter_reruns_only_dependent_stages(smoke):
