@@ -356,7 +356,16 @@ def test_coverage_says_which_backbones_were_rebuilt_between_runs(tmp_path):
     (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
     note = coverage_note(coverage(tmp_path, ["bb-"]))
     assert "Demonstrations rebuilt between sittings: `demonstrations` (2 builds over 4 runs)" in note
+    assert "train bit-identically" in note and "no check" not in note  # Meta-World's variants were checked
     assert "Backbones" not in note
+    for stage in lock["stages"].values():  # the same runs on a recording whose variants nobody compared
+        stage["deps"][0]["path"] = "artifacts/libero-demonstrations"
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
+    runs = {name: {**run, "demos_dir": "artifacts/libero-demonstrations"} for name, run in runs.items()}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"runs": runs}))
+    note = coverage_note(coverage(tmp_path, ["bb-"]))
+    assert "`libero-demonstrations` (2 builds over 4 runs)" in note
+    assert "no check that the `libero-demonstrations` variants train the same" in note and "bit-identically" not in note
 
 
 def test_a_correlation_is_established_only_when_interval_and_permutation_test_agree():

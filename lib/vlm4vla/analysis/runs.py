@@ -224,11 +224,7 @@ def rebuilt_inputs_note(table: pd.DataFrame) -> str:
     one backbone from different sittings started from slightly different weights, and their
     seed-to-seed spread includes that of the backbone's build."""
     note = ""
-    for column, what, effect in (
-            ("build", "Backbones", "these runs started from slightly different weights and their seed-to-seed "
-                                   "spread includes that of the build"),
-            ("demos_build", "Demonstrations", "the variants checked train bit-identically "
-                                              "(`benchmarks/demos_equivalence_check.py`)")):
+    for column, what in (("build", "Backbones"), ("demos_build", "Demonstrations")):
         if column not in table:
             continue
         path = "backbone" if column == "build" else "demos"
@@ -238,6 +234,21 @@ def rebuilt_inputs_note(table: pd.DataFrame) -> str:
         if not several.empty:
             named = ", ".join(f"`{backbone_name(b)}` ({int(r['nunique'])} builds over {int(r['size'])} runs)"
                               for b, r in several.iterrows())
+            effects = sorted({_rebuild_effect(column, backbone_name(b)) for b in several.index})
             note += (f" {what} rebuilt between sittings: {named}. A rebuild on a fresh machine runs the same "
-                     f"seeded code but can give other bytes; {effect}.")
+                     f"seeded code but can give other bytes; {'; '.join(effects)}.")
     return note
+
+
+EQUIVALENCE_CHECKED = ("demonstrations",)  # recordings whose variants benchmarks/demos_equivalence_check.py compared
+
+
+def _rebuild_effect(column: str, name: str) -> str:
+    """What a rebuild of ``name`` means for the runs that read it (``rebuilt_inputs_note``)."""
+    if column == "build":
+        return ("these runs started from slightly different weights and their seed-to-seed spread includes "
+                "that of the build")
+    if name in EQUIVALENCE_CHECKED:
+        return f"the `{name}` variants checked train bit-identically (`benchmarks/demos_equivalence_check.py`)"
+    return (f"no check that the `{name}` variants train the same was run (the LIBERO recording differs between "
+            "machines by a few frames of ~26,600), so these runs' spread includes that of the recording")
