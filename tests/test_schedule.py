@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from vlm4vla.pipeline.schedule import Plan, dvc_command, make_plan, run_plan, stages_running
 
@@ -69,6 +70,32 @@ def test_a_failed_stage_skips_its_descendants_only(tmp_path: Path) -> None:
     assert status == {"a": "ok", "b": "failed", "c": "ok", "e": "ok", "d": "skipped"}
     assert "start d" not in _events(events)
     assert any(line.startswith("failed") and "log:" in line for line in lines)
+
+
+def test_a_stage_that_runs_alone_never_overlaps_another_and_keeps_its_place(tmp_path: Path) -> None:
+    launch, events = fake_launcher(tmp_path)
+    # e (alone) comes before d in the order; with 2 slots, b and c overlap but nothing overlaps e
+    status = run_plan(Plan(ORDER, UPSTREAM), 2, tmp_path / "logs", launch, echo=lambda s: None, alone={"e"})
+    assert status == dict.fromkeys(ORDER, "ok")
+    log = _events(events)
+    start, end = log.index("start e"), log.index("end e")
+    assert end == start + 1, log  # nothing started or ended while e ran
+    assert log.index("start d") > end  # d, later in the order, did not start in e's place
+    running, peak = 0, 0
+    for e in log:
+        running += 1 if e.startswith("start") else -1
+        peak = max(peak, running)
+    assert peak == 2  # the other stages still share the 2 slots
+
+
+def test_the_libero_runs_are_the_stages_that_run_alone(tmp_path: Path) -> None:
+    from vlm4vla.pipeline.schedule import alone_stages
+
+    runs = {"bb-a-s0": {"run": {"seed": 0}}, "lb-a-s0": {"run": {"seed": 0}, "suite": {"benchmark": "libero"}},
+            "fz-libero-a-freeze_vision-s0": {"run": {"seed": 0}, "suite": {"benchmark": "libero"}}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"runs": runs}))
+    assert alone_stages(tmp_path) == {"train@lb-a-s0", "train@fz-libero-a-freeze_vision-s0"}
+    assert alone_stages(tmp_path / "elsewhere") == set()  # no params.yaml: no run matrix, nothing alone
 
 
 def test_a_busy_dvc_lock_is_retried(tmp_path: Path) -> None:
