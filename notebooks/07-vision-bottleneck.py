@@ -36,7 +36,6 @@ out_dir = "artifacts/vision-bottleneck"
 metrics_path = "artifacts/metrics/07-vision-bottleneck.json"
 
 # %%
-import functools
 import json
 
 import matplotlib.pyplot as plt
@@ -58,14 +57,8 @@ from vlm4vla.pipeline.notebook import repo_path, repo_root, write_metrics
 
 torch.set_num_threads(threads)
 root = repo_root()
-
-
-@functools.cache
-def demos() -> DemoStore:
-    """The Meta-World demonstrations, opened only to measure a backbone that is on this machine: the
-    results measured elsewhere are in git, so a fresh clone renders this report without the store."""
-    return DemoStore.open(repo_path(demos_dir))
-
+# The Meta-World demonstrations are opened only to measure a backbone that is on this machine: results
+# measured elsewhere are in git, so a fresh clone renders this report without the store.
 full = fixed_k(load_finished(root, ["bb-", "lb-"]))  # full fine-tuning: Meta-World, LIBERO
 full = full[full["init"] == "pretrained"]
 ablations = fixed_k(load_runs(root, "fz-"))  # both benchmarks (LIBERO runs: fz-libero-*)
@@ -134,7 +127,7 @@ vqa.round(3)
 
 # %%
 stage1_dirs = [root / "artifacts/control-supervision" / f"{base}-fast-{variant}" for base in bases for variant in vis.STAGE1_LABELS]
-store = demos() if any(d.is_dir() for d in stage1_dirs) else None  # None: every row is read from git
+store = DemoStore.open(repo_path(demos_dir)) if any(d.is_dir() for d in stage1_dirs) else None  # None: rows from git
 dependence = vis.stage1_image_dependence(stage1_dirs, store, n=128, kept_in=repo_path(out_dir) / "stage1-image-dependence")
 display(dependence.round(3))
 elsewhere = dependence.index[~dependence["measured_here"].astype(bool)].tolist()
@@ -162,7 +155,7 @@ elsewhere = [m for m in cells if m not in members and m.result_path(probes_dir).
 if elsewhere:  # results are in git; checkpoints stay on the machine that trained them
     print("probed where the policy was trained (checkpoint not on this machine):", [m.name for m in elsewhere])
 if members:  # a checkpoint on this machine: probe it (results of the others are read from git)
-    rp.probe_backbones(members, demos(), probe_cfg, probes_dir, keep=elsewhere)
+    rp.probe_backbones(members, DemoStore.open(repo_path(demos_dir)), probe_cfg, probes_dir, keep=elsewhere)
 policy_probes = rp.load_all(probes_dir, ["policies"]).droplevel("group") if members or elsewhere else pd.DataFrame()
 scores = ["probe_linear_ee_r2", "probe_linear_object_r2", "probe_linear_gripper_r2"]
 for base in bases:
