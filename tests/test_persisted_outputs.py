@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from vlm4vla.pipeline.schedule import empty_stale_persisted, parallel_repro, stale_persisted
+from vlm4vla.pipeline.persisted import empty_stale_persisted, stale_persisted
+from vlm4vla.pipeline.schedule import parallel_repro
 
 BIN = Path(sys.executable).parent
 

@@ -16,7 +16,7 @@ from typing import Callable, Mapping
 
 import yaml
 
-from .schedule import _inside
+from .persisted import inside
 
 
 def rebuilt_only(root: Path, data_changes: Mapping[str, list[str]], outputs: Mapping[str, list[str]]) -> set[str]:
@@ -29,7 +29,7 @@ def rebuilt_only(root: Path, data_changes: Mapping[str, list[str]], outputs: Map
     producers = {out: stage for stage, outs in outputs.items() for out in outs}
 
     def producer(path: str) -> str | None:
-        return next((stage for out, stage in producers.items() if _inside(path, out)), None)
+        return next((stage for out, stage in producers.items() if inside(path, out)), None)
 
     def outs(stage: str, lock: Mapping[str, dict]) -> object:
         return json.dumps((lock.get(stage) or {}).get("outs"), sort_keys=True)
