@@ -306,6 +306,23 @@ def test_a_benchmark_with_one_backbone_gets_no_best_and_no_ties():
     assert any("the best backbone is m1" in line for line in bb.conclusions(table, pd.DataFrame(), pd.DataFrame()))
 
 
+def test_one_backbone_above_a_tie_of_zeros_is_named_and_its_degenerate_interval_is_not_evidence():
+    names = [f"m{i}" for i in range(7)]
+    success = pd.Series([0.0] * 6 + [0.27], index=names)  # only m6 ever succeeded
+    corr = bb.capability_correlations(success, pd.DataFrame({"vqa": np.linspace(0.3, 0.6, 7)}, index=names))
+    spearman = corr[corr["method"] == "spearman"].iloc[0]
+    assert spearman["p_value"] >= 2 / 7 - 0.02  # the floor the conclusion states, from the statistics themselves
+    assert not spearman["ci_low"] <= spearman["coefficient"] <= spearman["ci_high"]  # tied resamples were dropped
+    sure = bb.how_sure(spearman["ci_low"], spearman["ci_high"], spearman["p_value"], coefficient=spearman["coefficient"])
+    assert sure.startswith("not established: the bootstrap interval does not contain the estimate")
+    assert bb.how_sure(0.2, 0.9, 0.01, coefficient=0.5).startswith("established")
+    table = pd.DataFrame({"backbone": names, "init": "pretrained", "benchmark": "libero", "success": success.values})
+    line = bb.few_succeed("libero", table.sort_values("success", ascending=False))
+    assert line.startswith("On libero, 6 of 7 backbones never succeeded") and "only m6 did" in line
+    assert "2/7 = 0.29" in line
+    assert bb.few_succeed("libero", table.assign(success=[0.0] * 5 + [0.1, 0.27])) is None  # two differ: a ranking
+
+
 def test_a_constant_probe_is_named_and_gets_no_correlation(recwarn):
     names = ["a", "b", "c", "d"]
     probes = pd.DataFrame({"gripper_acc": [0.5] * 4, "vqa": [0.1, 0.2, 0.3, 0.4]}, index=names)

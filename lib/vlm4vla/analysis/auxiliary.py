@@ -106,7 +106,7 @@ def conclusions(changes: pd.DataFrame, corr: stats.Correlation | None) -> list[s
     if corr is not None:
         lines.append(f"Auxiliary skill gained vs control gained: Spearman {corr.coefficient:+.2f} "
                      f"(95% CI [{corr.ci_low:+.2f}, {corr.ci_high:+.2f}], permutation p = {corr.p_value:.2g}, n = {corr.n}): "
-                     f"{how_sure(corr.ci_low, corr.ci_high, corr.p_value)}. {detectable(corr.n, 'fine-tunes')}")
+                     f"{how_sure(corr.ci_low, corr.ci_high, corr.p_value, coefficient=corr.coefficient)}. {detectable(corr.n, 'fine-tunes')}")
     else:
         lines.append("Auxiliary skill gained vs control gained: too few fine-tunes with a measured skill change to correlate.")
     return lines

@@ -119,7 +119,7 @@ def fit_lines(fit_corr: pd.DataFrame) -> list[str]:
         lines.append(f"Training fit vs closed-loop success on {row.benchmark}: the gripper accuracy a run reached on its "
                      f"training batches, Spearman {row.coefficient:+.2f} (95% CI [{row.ci_low:+.2f}, {row.ci_high:+.2f}], "
                      f"permutation p = {row.p_value:.2g}, n = {row.n} runs); "
-                     f"{how_sure(row.ci_low, row.ci_high, row.p_value)}. {detectable(row.n, 'runs')}")
+                     f"{how_sure(row.ci_low, row.ci_high, row.p_value, coefficient=row.coefficient)}. {detectable(row.n, 'runs')}")
     return lines
 
 
@@ -238,10 +238,18 @@ def tied_with_best(group: pd.DataFrame) -> list[str]:
     return [f"{b} ({how})" for b, u, how in zip(rest["backbone"], upper, basis) if u >= top]
 
 
-def how_sure(ci_low: float, ci_high: float, p_value: float, alpha: float = 0.05) -> str:
+def how_sure(ci_low: float, ci_high: float, p_value: float, alpha: float = 0.05,
+             coefficient: float | None = None) -> str:
     """A correlation counts as established only when its bootstrap interval excludes 0 and its permutation
     p-value is below ``alpha``: with a handful of backbones the percentile bootstrap is narrow where the
-    permutation test (exact about the ranking) is not, so either alone would overstate."""
+    permutation test (exact about the ranking) is not, so either alone would overstate.
+
+    ``coefficient``: the estimate; an interval that does not contain it is degenerate (when most points
+    tie, e.g. backbones that all score 0, the resamples without the few that differ have no coefficient
+    and are dropped, so the interval describes only the resamples that keep them) and is not evidence."""
+    if coefficient is not None and not ci_low - 1e-9 <= coefficient <= ci_high + 1e-9:
+        return (f"not established: the bootstrap interval does not contain the estimate (most resamples tie "
+                f"and have no coefficient), so only the permutation p counts, {p_value:.2g}")
     excludes = ci_low > 0 or ci_high < 0
     if excludes and p_value < alpha:
         return f"established (the interval excludes 0 and p < {alpha:g})"
@@ -275,7 +283,7 @@ def conclusions(table: pd.DataFrame, gaps: pd.DataFrame, correlations: pd.DataFr
         general = corr[(corr["probe"] == "general_vqa_accuracy") & (corr["method"] == "spearman")]
         for row in general.itertuples():
             strength = "strongly positive" if row.coefficient > 0.6 else "weak or negative" if row.coefficient < 0.3 else "moderately positive"
-            sure = how_sure(row.ci_low, row.ci_high, row.p_value)
+            sure = how_sure(row.ci_low, row.ci_high, row.p_value, coefficient=row.coefficient)
             lines.append(f"General VQA accuracy vs control success on {benchmark}: Spearman {row.coefficient:+.2f} "
                          f"(95% CI [{row.ci_low:+.2f}, {row.ci_high:+.2f}], permutation p = {row.p_value:.2g}, n = {row.n} backbones): "
                          f"{strength}; {sure}. {detectable(row.n)} The paper reads about +0.8 on CALVIN and -0.4 / -0.2 "
@@ -283,7 +291,7 @@ def conclusions(table: pd.DataFrame, gaps: pd.DataFrame, correlations: pd.DataFr
         best = best_predictor(corr)
         n_probes = corr["probe"].nunique()
         if best is not None:
-            sure = how_sure(best["ci_low"], best["ci_high"], best["p_value"])
+            sure = how_sure(best["ci_low"], best["ci_high"], best["p_value"], coefficient=best["coefficient"])
             lines.append(f"Strongest predictor of control on {benchmark} among the probes: {best['probe']} (Spearman "
                          f"{best['coefficient']:+.2f}, 95% CI [{best['ci_low']:+.2f}, {best['ci_high']:+.2f}], permutation "
                          f"p = {best['p_value']:.2g}, n = {best['n']} backbones); {sure}. It was picked among {n_probes} "
@@ -300,4 +308,22 @@ def conclusions(table: pd.DataFrame, gaps: pd.DataFrame, correlations: pd.DataFr
             continue
         lines.append(f"On {benchmark} the best backbone is {top['backbone']} ({top['success']:.2f}); "
                      f"statistically tied with it: {', '.join(tied_with_best(group)) or 'none'}.")
+        if line := few_succeed(benchmark, group):
+            lines.append(line)
     return lines
+
+
+def few_succeed(benchmark: str, group: pd.DataFrame) -> str | None:
+    """A conclusion line when all but one of a benchmark's backbones (``main_table`` rows of one
+    benchmark and init) never succeeded: every correlation with success there then only says where that
+    one backbone sits on the other variable. With n backbones and one above a tie, a permutation moves it
+    to each of n ranks alike, and only the two extreme ranks reach the largest |Spearman|, so no Spearman
+    permutation p can fall below 2/n. None otherwise."""
+    succeeded = group[group["success"] > 0]
+    if len(group) < 3 or len(succeeded) != 1:
+        return None
+    return (f"On {benchmark}, {len(group) - 1} of {len(group)} backbones never succeeded (success 0 in every "
+            f"episode); only {succeeded.iloc[0]['backbone']} did. Every correlation with success on {benchmark} "
+            f"therefore only says where that one backbone ranks among the {len(group)} on the other variable, and "
+            f"no Spearman permutation p can fall below 2/{len(group)} = {2 / len(group):.2f}: the probes cannot be told "
+            f"apart there.")
