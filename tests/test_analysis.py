@@ -160,6 +160,25 @@ def test_freezing_table_finds_the_vision_bottleneck_and_control_table_has_every_
 
 
 
+def test_a_backbone_whose_full_fine_tuning_never_succeeded_is_called_a_floor_not_a_failed_replication():
+    from vlm4vla.analysis import vision as vis
+
+    cells = {("m", "full"): 0.8, ("m", "freeze_vision"): 0.2, ("m", "freeze_word_embeddings"): 0.8,
+             ("z", "full"): 0.0, ("z", "freeze_vision"): 0.0, ("z", "freeze_word_embeddings"): 0.0}
+    eps = pd.concat([_episodes({(b, "pretrained"): r}, ks=(4,)).assign(freeze=f) for (b, f), r in cells.items()],
+                    ignore_index=True)
+    eps.loc[eps["backbone"] == "z", ["successes", "success_rate"]] = 0  # _episodes adds 0.02 per seed: z stays at 0
+    lines = vis.conclusions(vis.freezing_table(eps), eps)
+    floor = "never succeeded on metaworld: no cost of freezing can show below that floor."
+    z_lines = [line for line in lines if line.startswith("z on metaworld")]
+    m_lines = [line for line in lines if line.startswith("m on metaworld")]
+    assert len(z_lines) == 2 and all(line.endswith(floor) for line in z_lines)
+    assert len(m_lines) == 2 and not any(floor in line for line in m_lines)
+    claim = next(line for line in lines if line.startswith("Paper: freezing the vision encoder"))
+    assert "z: vision frozen minus word embeddings frozen +0.00" in claim
+    assert "no test: neither condition ever succeeded (a floor)" in claim and "not reproduced" not in claim
+    assert "m: vision frozen minus word embeddings frozen -0.60" in claim and "consistent with the paper" in claim
+
 def test_supervision_conclusions_test_each_stage1_row_against_no_stage1_and_the_paper_claim():
     from vlm4vla.analysis import vision as vis
 

@@ -272,8 +272,13 @@ def _cell(table: pd.DataFrame, freeze: str) -> str:
 
 def conclusions(freezing: pd.DataFrame, episodes: pd.DataFrame | None = None) -> list[str]:
     """Which of the paper's modality claims hold here, per benchmark, computed from the freezing table; with
-    the ``episodes`` behind it, vision frozen is tested against word embeddings frozen per backbone."""
+    the ``episodes`` behind it, vision frozen is tested against word embeddings frozen per backbone.
+
+    A backbone whose full fine-tuning never succeeded on a benchmark is at a floor there: freezing cannot
+    show a cost, so its lines say so, and two conditions that both never succeeded are no test of the
+    paper's claim (rather than "not reproduced")."""
     lines = []
+    success = freezing.set_index(["benchmark", "backbone", "freeze"])["success"]
     for row in freezing[freezing["freeze"] != FULL].itertuples():
         where = f"{row.backbone} on {row.benchmark}, {row.freeze}"
         if pd.isna(row.vs_full):
@@ -281,9 +286,11 @@ def conclusions(freezing: pd.DataFrame, episodes: pd.DataFrame | None = None) ->
             continue
         sig = row.vs_full_ci_high < 0 or row.vs_full_ci_low > 0
         direction = "hurts" if row.vs_full < 0 else "helps" if row.vs_full > 0 else "changes success"
+        floor = (f" Full fine-tuning of {row.backbone} never succeeded on {row.benchmark}: no cost of freezing can "
+                 "show below that floor." if success[(row.benchmark, row.backbone, FULL)] == 0 else "")
         lines.append(f"{where}: {direction} by {row.vs_full:+.2f} vs full fine-tuning "
                      f"(95% CI [{row.vs_full_ci_low:+.2f}, {row.vs_full_ci_high:+.2f}], p = {row.vs_full_p:.2g}, {row.vs_full_unit}; "
-                     f"{'the interval excludes 0' if sig else 'not distinguishable from 0 at this number of seeds'}).")
+                     f"{'the interval excludes 0' if sig else 'not distinguishable from 0 at this number of seeds'}).{floor}")
     for benchmark, group in freezing.groupby("benchmark", sort=False):
         change = group.dropna(subset=["vs_full"]).pivot_table(index="backbone", columns="freeze", values="vs_full")
         if not {"freeze_vision", "freeze_word_embeddings"} <= set(change.columns):
@@ -308,7 +315,9 @@ def conclusions(freezing: pd.DataFrame, episodes: pd.DataFrame | None = None) ->
                 continue
             d = compare_success(mine, theirs)
             verdict = ("consistent with the paper" if d["ci_high"] < 0 else "reversed" if d["ci_low"] > 0
-                       else "same direction, not distinguishable" if d["change"] < 0 else "not reproduced")
+                       else "same direction, not distinguishable" if d["change"] < 0
+                       else "no test: neither condition ever succeeded (a floor)"
+                       if d["success"] == 0 and d["reference"] == 0 else "not reproduced")
             tests.append(f"{backbone}: vision frozen minus word embeddings frozen {d['change']:+.2f} (95% CI "
                          f"[{d['ci_low']:+.2f}, {d['ci_high']:+.2f}], p = {d['p_value']:.2g}, {d['unit']}): {verdict}")
         lines.append(f"{claim}. " + "; ".join(tests) + ".")
