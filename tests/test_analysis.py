@@ -36,6 +36,19 @@ def test_init_gap_detects_a_clear_advantage_and_no_advantage():
     assert any("m1" in l and ": holds" in l for l in lines) and any("m2" in l and "does not hold" in l for l in lines)
 
 
+def test_an_init_gap_between_two_runs_that_never_succeeded_is_a_floor_not_a_failed_claim():
+    eps = bb.fixed_k(_episodes({("m1", "pretrained"): 0.8, ("m1", "scratch"): 0.1,
+                                ("z", "pretrained"): 0.0, ("z", "scratch"): 0.0}))
+    eps.loc[eps["backbone"] == "z", ["successes", "success_rate"]] = 0  # _episodes adds 0.02 per seed
+    gaps = bb.init_gap(eps).set_index("backbone")
+    assert gaps.loc["z", ["pretrained", "scratch", "gap"]].tolist() == [0, 0, 0]
+    assert gaps.loc["m1", "pretrained"] > gaps.loc["m1", "scratch"] > 0
+    lines = bb.conclusions(bb.main_table(eps), gaps.reset_index(), pd.DataFrame(columns=["probe", "method", "coefficient"]))
+    z_line = next(l for l in lines if "for z on" in l)
+    assert "cannot be tested (neither ever succeeded on metaworld: a floor)" in z_line and "does not hold" not in z_line
+    assert any("for m1 on" in l and ": holds" in l for l in lines)
+
+
 def test_compare_success_uses_seeds_when_both_sides_have_two_and_shared_episodes_otherwise():
     from vlm4vla.analysis.runs import compare_success
 

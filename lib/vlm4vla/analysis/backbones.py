@@ -39,7 +39,7 @@ def main_table(episodes: pd.DataFrame) -> pd.DataFrame:
 def init_gap(episodes: pd.DataFrame) -> pd.DataFrame:
     """Pretrained minus from-scratch success per backbone and benchmark, with an interval and a p-value on
     the unit the runs allow (``unit``: seeds when both sides have 2+, else pooled episodes; see
-    ``runs.compare_success``)."""
+    ``runs.compare_success``), and each side's success on that unit (``pretrained``, ``scratch``)."""
     rows = []
     for (backbone, benchmark), group in episodes.groupby(["backbone", "benchmark"]):
         if set(group["init"]) < {"pretrained", "scratch"}:
@@ -48,8 +48,10 @@ def init_gap(episodes: pd.DataFrame) -> pd.DataFrame:
         diff = compare_success(pre, scr)
         rows.append({"backbone": backbone, "benchmark": benchmark, "gap": diff["change"], "ci_low": diff["ci_low"],
                      "ci_high": diff["ci_high"], "p_value": diff["p_value"], "unit": diff["unit"],
-                     "seeds": (pre["seed"].nunique(), scr["seed"].nunique())})
-    return pd.DataFrame(rows, columns=["backbone", "benchmark", "gap", "ci_low", "ci_high", "p_value", "unit", "seeds"])
+                     "seeds": (pre["seed"].nunique(), scr["seed"].nunique()),
+                     "pretrained": diff["success"], "scratch": diff["reference"]})
+    return pd.DataFrame(rows, columns=["backbone", "benchmark", "gap", "ci_low", "ci_high", "p_value", "unit", "seeds",
+                                       "pretrained", "scratch"])
 
 
 def capability_correlations(success: pd.Series, probes: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
@@ -270,8 +272,9 @@ def conclusions(table: pd.DataFrame, gaps: pd.DataFrame, correlations: pd.DataFr
     """Plain-language statements computed from the numbers: which of the paper's claims hold here."""
     lines = []
     for row in gaps.itertuples():
-        verdict = ("holds" if row.ci_low > 0 else "does not hold (interval includes 0)" if row.ci_high > 0
-                   else "is reversed")
+        verdict = ("holds" if row.ci_low > 0 else "is reversed" if row.ci_high < 0
+                   else f"cannot be tested (neither ever succeeded on {row.benchmark}: a floor)"
+                   if row.pretrained == 0 and row.scratch == 0 else "does not hold (interval includes 0)")
         caveat = (" One seed a side: the interval covers the evaluation episodes, not how much re-training moves the "
                   "result." if row.unit.startswith("episodes") else "")
         lines.append(f"VLM initialisation beats from-scratch for {row.backbone} on {row.benchmark}: {verdict} "
