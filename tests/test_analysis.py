@@ -189,6 +189,10 @@ def test_a_backbone_whose_full_fine_tuning_never_succeeded_is_called_a_floor_not
     assert len(m_lines) == 2 and not any(floor in line for line in m_lines)
     claim = next(line for line in lines if line.startswith("Paper: freezing the vision encoder"))
     assert "z: vision frozen minus word embeddings frozen +0.00" in claim
+    assert "mean change -0.60 (vision frozen) vs +0.00 (word embeddings frozen) over the 1 backbone(s)" in claim
+    assert "left out of the mean, as their full fine-tuning never succeeded: z" in claim
+    only_z = vis.conclusions(vis.freezing_table(eps[eps["backbone"] == "z"]))[-1]
+    assert "no mean change, as every backbone run in both is at the floor" in only_z and ": no test (" in only_z
     assert "no test: neither condition ever succeeded (a floor)" in claim and "not reproduced" not in claim
     assert "m: vision frozen minus word embeddings frozen -0.60" in claim and "consistent with the paper" in claim
 

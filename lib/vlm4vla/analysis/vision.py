@@ -298,13 +298,19 @@ def conclusions(freezing: pd.DataFrame, episodes: pd.DataFrame | None = None) ->
         paired = change[["freeze_vision", "freeze_word_embeddings"]].dropna()  # backbones run in both conditions
         if paired.empty:
             continue
-        vision, words = paired["freeze_vision"], paired["freeze_word_embeddings"]
+        floored = [b for b in paired.index if success.get((benchmark, b, FULL)) == 0]
+        above = paired.drop(index=floored)  # a floor backbone's 0 change would only dilute the mean
+        vision, words = above["freeze_vision"], above["freeze_word_embeddings"]
+        left_out = (f"; left out of the mean, as their full fine-tuning never succeeded: {', '.join(floored)}"
+                    if floored else "")
         claim = ("Paper: freezing the vision encoder costs far more than freezing the word embeddings. Here, on "
-                 f"{benchmark}: mean change {vision.mean():+.2f} (vision frozen) vs {words.mean():+.2f} (word embeddings frozen) "
-                 f"over the {len(paired)} backbone(s) run in both")
+                 + (f"{benchmark}: mean change {vision.mean():+.2f} (vision frozen) vs {words.mean():+.2f} (word embeddings "
+                    f"frozen) over the {len(above)} backbone(s) run in both{left_out}" if len(above) else
+                    f"{benchmark}: no mean change, as every backbone run in both is at the floor{left_out}"))
         if episodes is None:
-            lines.append(f"{claim}: {'same direction as the paper' if vision.mean() < words.mean() else 'not reproduced'} "
-                         "(the two conditions not tested against each other).")
+            verdict = ("no test" if above.empty else "same direction as the paper" if vision.mean() < words.mean()
+                       else "not reproduced")
+            lines.append(f"{claim}: {verdict} (the two conditions not tested against each other).")
             continue
         here = episodes[episodes["benchmark"] == benchmark]
         tests = []
