@@ -172,7 +172,6 @@ def test_freezing_table_finds_the_vision_bottleneck_and_control_table_has_every_
     assert grid.loc["stage 1, vision frozen", "stage 2 vision trained"] == "not run"
 
 
-
 def test_a_backbone_whose_full_fine_tuning_never_succeeded_is_called_a_floor_not_a_failed_replication():
     from vlm4vla.analysis import vision as vis
 
@@ -195,6 +194,7 @@ def test_a_backbone_whose_full_fine_tuning_never_succeeded_is_called_a_floor_not
     assert "no mean change, as every backbone run in both is at the floor" in only_z and ": no test (" in only_z
     assert "no test: neither condition ever succeeded (a floor)" in claim and "not reproduced" not in claim
     assert "m: vision frozen minus word embeddings frozen -0.60" in claim and "consistent with the paper" in claim
+
 
 def test_supervision_conclusions_test_each_stage1_row_against_no_stage1_and_the_paper_claim():
     from vlm4vla.analysis import vision as vis
