@@ -242,6 +242,13 @@ def test_progress_counts_finished_runs_and_estimates_from_measured_ones(tmp_path
     assert "1 libero runs (none finished yet" in lines[-1]
     with pytest.raises(ValueError, match="jobs must be >= 1, got 0"):
         progress_report(states, jobs=0)
+    # LIBERO runs run one at a time: with one of 1800 s measured, 40 min / 2 + 30 min = 50 min, not 35
+    runs["lb-a-s1"] = {"run": {"seed": 1}, "suite": {"benchmark": "libero"}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"runs": runs}))
+    (metrics / "lb-a-s1.json").write_text(json.dumps({"wall_time_s": 1800.0}))
+    lines = progress_report(run_progress(tmp_path), jobs=2)
+    assert lines[-1] == ("estimated remaining: 1.2 h of stage time, about 0.8 h with 2 stages at once "
+                         "(libero runs one at a time)"), lines
     with pytest.raises(FileNotFoundError, match="vlm4vla profile"):
         run_progress(tmp_path / "nowhere")
 

@@ -41,6 +41,9 @@ class RunState:
         return self.wall_time_s is not None
 
 
+ALONE_BENCHMARK = "libero"  # its runs are scheduled alone (``schedule.alone_stages``)
+
+
 def run_progress(root: Path) -> list[RunState]:
     """Every run of params.yaml in its planned order, finished or not."""
     params_file = Path(root) / "params.yaml"
@@ -79,7 +82,7 @@ def progress_report(states: list[RunState], jobs: int = 2) -> list[str]:
         by_seed = ", ".join(f"seed {seed}: {sum(s.done for s in group if s.seed == seed)}/"
                             f"{sum(s.seed == seed for s in group)}" for seed in seeds)
         lines.append(f"  {family + '-*':<5} {benchmark:<10} {sum(s.done for s in group):>3}/{len(group):<3} ({by_seed})")
-    remaining_s, unknown = 0.0, []
+    remaining_s, alone_s, unknown = 0.0, 0.0, []
     medians = _median_wall_times(states)
     expected = expected_stage_seconds(states)
     for benchmark in dict.fromkeys(s.benchmark for s in states):
@@ -93,13 +96,18 @@ def progress_report(states: list[RunState], jobs: int = 2) -> list[str]:
         median, measured = medians[benchmark]
         seconds = sum(expected[f"train@{s.name}"] for s in todo)
         remaining_s += seconds
+        if benchmark == ALONE_BENCHMARK:
+            alone_s += seconds
         longer = sum(s.passes > 1 for s in todo)
         lines.append(f"  {benchmark}: {len(todo)} runs to go, {seconds / 3600:.1f} h (a median {median / 60:.0f} min "
                      f"each, measured over {measured} finished runs"
                      + (f"; {longer} with several evaluation passes take longer" if longer else "") + ")")
     if remaining_s:
+        # the scheduler runs each LIBERO run alone, so only the rest share the jobs
+        wall_s = alone_s + (remaining_s - alone_s) / jobs
         lines.append(f"estimated remaining: {remaining_s / 3600:.1f} h of stage time, about "
-                     f"{remaining_s / 3600 / jobs:.1f} h with {jobs} stages at once"
+                     f"{wall_s / 3600:.1f} h with {jobs} stages at once"
+                     + (f" ({ALONE_BENCHMARK} runs one at a time)" if alone_s else "")
                      + (f", plus {'; '.join(unknown)}" if unknown else ""))
     elif unknown:
         lines.append(f"remaining: {'; '.join(unknown)}")

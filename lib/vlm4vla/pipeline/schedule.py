@@ -293,11 +293,11 @@ def alone_stages(root: Path) -> set[str]:
     processes in lockstep with the policy, so two such runs side by side evaluated about 2 episodes a
     minute each (4 in all) where one alone evaluated 8, and trained 3000 steps in about 16 min each where
     one alone took about 7.5: running them one at a time finishes more runs per hour."""
-    from .progress import run_progress
+    from .progress import ALONE_BENCHMARK, run_progress
 
     if not (Path(root) / "params.yaml").is_file():  # a pipeline without the study's run matrix
         return set()
-    return {f"train@{s.name}" for s in run_progress(root) if s.benchmark == "libero"}
+    return {f"train@{s.name}" for s in run_progress(root) if s.benchmark == ALONE_BENCHMARK}
 
 
 def stages_running(root: Path, proc: Path = Path("/proc")) -> dict[int, str]:
