@@ -175,9 +175,10 @@ display(Markdown("**Finding 3, freezing ablations**\n\n" + "\n".join(f"- {line}"
 supervision = [line for base in bases for line in vis.supervision_conclusions(everything, base)]
 display(Markdown("**Finding 4, control-relevant supervision** (stage 1 rows against no stage 1, same stage 2)\n\n"
                  + "\n".join(f"- {line}" for line in supervision + check)))
+above = vis.above_floor(freezing)  # the mean changes, as the conclusion's, leave floor backbones out
 write_metrics(metrics_path, {
     "runs": pd.concat([episodes, supervised])["run"].nunique(),
     **{f"mean_change_{freeze}_{benchmark}": float(group["vs_full"].mean())
-       for (benchmark, freeze), group in freezing[freezing["freeze"] != vis.FULL].groupby(["benchmark", "freeze"])},
+       for (benchmark, freeze), group in above[above["freeze"] != vis.FULL].groupby(["benchmark", "freeze"])},
     **{f"stage1_image_gain/{name}": float(gain) for name, gain in dependence["image_gain"].items()},
 })

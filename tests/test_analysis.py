@@ -194,6 +194,10 @@ def test_a_backbone_whose_full_fine_tuning_never_succeeded_is_called_a_floor_not
     assert "no mean change, as every backbone run in both is at the floor" in only_z and ": no test (" in only_z
     assert "no test: neither condition ever succeeded (a floor)" in claim and "not reproduced" not in claim
     assert "m: vision frozen minus word embeddings frozen -0.60" in claim and "consistent with the paper" in claim
+    assert all("neither condition ever succeeded)." in line for line in z_lines)
+    assert not any("neither condition ever succeeded" in line for line in m_lines)
+    table = vis.freezing_table(eps)
+    assert set(vis.above_floor(table)["backbone"]) == {"m"} and len(vis.above_floor(table)) == 3
 
 
 def test_supervision_conclusions_test_each_stage1_row_against_no_stage1_and_the_paper_claim():

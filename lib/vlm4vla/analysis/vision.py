@@ -270,6 +270,15 @@ def _cell(table: pd.DataFrame, freeze: str) -> str:
     return f"{row.success:.2f} [{row.pooled_ci_low:.2f}, {row.pooled_ci_high:.2f}] ({row.seeds} seed{'' if row.seeds == 1 else 's'})"
 
 
+def above_floor(freezing: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a ``freezing_table`` whose backbone's full fine-tuning succeeded at least once on that
+    benchmark. Below a floor (full fine-tuning at 0) no condition can show a cost of freezing, so a floor
+    backbone's changes of 0 would only dilute a mean change across backbones."""
+    full = freezing[freezing["freeze"] == FULL].set_index(["benchmark", "backbone"])["success"]
+    keys = pd.MultiIndex.from_frame(freezing[["benchmark", "backbone"]])
+    return freezing[~(full.reindex(keys).to_numpy() == 0)]
+
+
 def conclusions(freezing: pd.DataFrame, episodes: pd.DataFrame | None = None) -> list[str]:
     """Which of the paper's modality claims hold here, per benchmark, computed from the freezing table; with
     the ``episodes`` behind it, vision frozen is tested against word embeddings frozen per backbone.
@@ -286,11 +295,14 @@ def conclusions(freezing: pd.DataFrame, episodes: pd.DataFrame | None = None) ->
             continue
         sig = row.vs_full_ci_high < 0 or row.vs_full_ci_low > 0
         direction = "hurts" if row.vs_full < 0 else "helps" if row.vs_full > 0 else "changes success"
+        at_floor = success[(row.benchmark, row.backbone, FULL)] == 0
         floor = (f" Full fine-tuning of {row.backbone} never succeeded on {row.benchmark}: no cost of freezing can "
-                 "show below that floor." if success[(row.benchmark, row.backbone, FULL)] == 0 else "")
+                 "show below that floor." if at_floor else "")
+        verdict = ("the interval excludes 0" if sig else "neither condition ever succeeded" if at_floor and row.success == 0
+                   else "not distinguishable from 0 at this number of seeds")
         lines.append(f"{where}: {direction} by {row.vs_full:+.2f} vs full fine-tuning "
                      f"(95% CI [{row.vs_full_ci_low:+.2f}, {row.vs_full_ci_high:+.2f}], p = {row.vs_full_p:.2g}, {row.vs_full_unit}; "
-                     f"{'the interval excludes 0' if sig else 'not distinguishable from 0 at this number of seeds'}).{floor}")
+                     f"{verdict}).{floor}")
     for benchmark, group in freezing.groupby("benchmark", sort=False):
         change = group.dropna(subset=["vs_full"]).pivot_table(index="backbone", columns="freeze", values="vs_full")
         if not {"freeze_vision", "freeze_word_embeddings"} <= set(change.columns):
@@ -298,8 +310,8 @@ def conclusions(freezing: pd.DataFrame, episodes: pd.DataFrame | None = None) ->
         paired = change[["freeze_vision", "freeze_word_embeddings"]].dropna()  # backbones run in both conditions
         if paired.empty:
             continue
-        floored = [b for b in paired.index if success.get((benchmark, b, FULL)) == 0]
-        above = paired.drop(index=floored)  # a floor backbone's 0 change would only dilute the mean
+        above = paired[paired.index.isin(above_floor(group)["backbone"])]
+        floored = [b for b in paired.index if b not in above.index]
         vision, words = above["freeze_vision"], above["freeze_word_embeddings"]
         left_out = (f"; left out of the mean, as their full fine-tuning never succeeded: {', '.join(floored)}"
                     if floored else "")
