@@ -287,7 +287,7 @@ def conclusions(freezing: pd.DataFrame, episodes: pd.DataFrame | None = None) ->
     show a cost, so its lines say so, and two conditions that both never succeeded are no test of the
     paper's claim (rather than "not reproduced")."""
     lines = []
-    success = freezing.set_index(["benchmark", "backbone", "freeze"])["success"]
+    kept = above_floor(freezing)  # the one definition of a floor, for the per-row lines and the means
     for row in freezing[freezing["freeze"] != FULL].itertuples():
         where = f"{row.backbone} on {row.benchmark}, {row.freeze}"
         if pd.isna(row.vs_full):
@@ -295,7 +295,7 @@ def conclusions(freezing: pd.DataFrame, episodes: pd.DataFrame | None = None) ->
             continue
         sig = row.vs_full_ci_high < 0 or row.vs_full_ci_low > 0
         direction = "hurts" if row.vs_full < 0 else "helps" if row.vs_full > 0 else "changes success"
-        at_floor = success[(row.benchmark, row.backbone, FULL)] == 0
+        at_floor = row.Index not in kept.index
         floor = (f" Full fine-tuning of {row.backbone} never succeeded on {row.benchmark}: no cost of freezing can "
                  "show below that floor." if at_floor else "")
         verdict = ("the interval excludes 0" if sig else "neither condition ever succeeded" if at_floor and row.success == 0
@@ -310,7 +310,7 @@ def conclusions(freezing: pd.DataFrame, episodes: pd.DataFrame | None = None) ->
         paired = change[["freeze_vision", "freeze_word_embeddings"]].dropna()  # backbones run in both conditions
         if paired.empty:
             continue
-        above = paired[paired.index.isin(above_floor(group)["backbone"])]
+        above = paired[paired.index.isin(kept.loc[kept["benchmark"] == benchmark, "backbone"])]
         floored = [b for b in paired.index if b not in above.index]
         vision, words = above["freeze_vision"], above["freeze_word_embeddings"]
         left_out = (f"; left out of the mean, as their full fine-tuning never succeeded: {', '.join(floored)}"
