@@ -363,6 +363,28 @@ def test_one_backbone_above_a_tie_of_zeros_is_named_and_its_degenerate_interval_
     assert bb.few_succeed("libero", table.assign(success=[0.0] * 5 + [0.1, 0.27])) is None  # two differ: a ranking
 
 
+def test_every_correlation_on_a_benchmark_where_one_backbone_rises_above_a_tie_is_called_degenerate():
+    names = [f"m{i}" for i in range(7)]
+    probes = pd.DataFrame({"general_vqa_accuracy": np.linspace(0.3, 0.6, 7),
+                           "probe_depth": [0.5, 0.1, 0.2, 0.3, 0.4, 0.6, 0.7]}, index=names)
+
+    def lines_for(rates):
+        one = dict(seeds=(0,), tasks=("a",), ks=(4,))
+        table = bb.main_table(bb.fixed_k(_episodes({(m, "pretrained"): r for m, r in zip(names, rates)}, **one)))
+        corr = bb.correlations_by_benchmark(table, probes)
+        return [line for line in bb.conclusions(table, pd.DataFrame(), corr)
+                if line.startswith(("General VQA", "Strongest predictor"))]
+
+    tied = lines_for([0.0] * 6 + [0.3])
+    assert len(tied) == 2 and all("all backbones but one tie at 0" in line for line in tied)
+    ranked = lines_for([0.0] * 5 + [0.15, 0.3])  # two backbones succeed: a ranking, the usual verdicts
+    assert len(ranked) == 2 and not any("tie at 0" in line for line in ranked)
+    # the verdict this replaces for an interval that merely ends at the estimate
+    assert bb.how_sure(0.62, 0.94, 0.29, coefficient=0.62).startswith("not established: the bootstrap interval excludes 0")
+    assert bb.how_sure(0.62, 0.94, 0.01, coefficient=0.62, one_above_ties=True).startswith(
+        "not established: all backbones but one tie at 0")
+
+
 def test_a_constant_probe_is_named_and_gets_no_correlation(recwarn):
     names = ["a", "b", "c", "d"]
     probes = pd.DataFrame({"gripper_acc": [0.5] * 4, "vqa": [0.1, 0.2, 0.3, 0.4]}, index=names)

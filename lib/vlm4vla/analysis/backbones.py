@@ -241,14 +241,21 @@ def tied_with_best(group: pd.DataFrame) -> list[str]:
 
 
 def how_sure(ci_low: float, ci_high: float, p_value: float, alpha: float = 0.05,
-             coefficient: float | None = None) -> str:
+             coefficient: float | None = None, one_above_ties: bool = False) -> str:
     """A correlation counts as established only when its bootstrap interval excludes 0 and its permutation
     p-value is below ``alpha``: with a handful of backbones the percentile bootstrap is narrow where the
     permutation test (exact about the ranking) is not, so either alone would overstate.
 
     ``coefficient``: the estimate; an interval that does not contain it is degenerate (when most points
     tie, e.g. backbones that all score 0, the resamples without the few that differ have no coefficient
-    and are dropped, so the interval describes only the resamples that keep them) and is not evidence."""
+    and are dropped, so the interval describes only the resamples that keep them) and is not evidence.
+    ``one_above_ties``: all points but one tie on one variable (``few_succeed``); the interval is then
+    such a degenerate one wherever it lies (it can end at the estimate or just include it), so it is not
+    evidence either."""
+    if one_above_ties:
+        return (f"not established: all backbones but one tie at 0, so the bootstrap interval describes only the "
+                f"resamples that keep that one (the others have no coefficient); only the permutation p counts, "
+                f"{p_value:.2g}")
     if coefficient is not None and not ci_low - 1e-9 <= coefficient <= ci_high + 1e-9:
         return (f"not established: the bootstrap interval does not contain the estimate (most resamples tie "
                 f"and have no coefficient), so only the permutation p counts, {p_value:.2g}")
@@ -282,11 +289,14 @@ def conclusions(table: pd.DataFrame, gaps: pd.DataFrame, correlations: pd.DataFr
                      f"unit: {row.unit}).{caveat}")
     if "benchmark" not in correlations.columns:
         correlations = correlations.assign(benchmark="the benchmark")
+    pretrained = table[table["init"] == "pretrained"]
+    one_above_ties = {b for b, group in pretrained.groupby("benchmark") if few_succeed(b, group) is not None}
     for benchmark, corr in correlations.groupby("benchmark", sort=False):
         general = corr[(corr["probe"] == "general_vqa_accuracy") & (corr["method"] == "spearman")]
         for row in general.itertuples():
             strength = "strongly positive" if row.coefficient > 0.6 else "weak or negative" if row.coefficient < 0.3 else "moderately positive"
-            sure = how_sure(row.ci_low, row.ci_high, row.p_value, coefficient=row.coefficient)
+            sure = how_sure(row.ci_low, row.ci_high, row.p_value, coefficient=row.coefficient,
+                            one_above_ties=benchmark in one_above_ties)
             lines.append(f"General VQA accuracy vs control success on {benchmark}: Spearman {row.coefficient:+.2f} "
                          f"(95% CI [{row.ci_low:+.2f}, {row.ci_high:+.2f}], permutation p = {row.p_value:.2g}, n = {row.n} backbones): "
                          f"{strength}; {sure}. {detectable(row.n)} The paper reads about +0.8 on CALVIN and -0.4 / -0.2 "
@@ -294,12 +304,12 @@ def conclusions(table: pd.DataFrame, gaps: pd.DataFrame, correlations: pd.DataFr
         best = best_predictor(corr)
         n_probes = corr["probe"].nunique()
         if best is not None:
-            sure = how_sure(best["ci_low"], best["ci_high"], best["p_value"], coefficient=best["coefficient"])
+            sure = how_sure(best["ci_low"], best["ci_high"], best["p_value"], coefficient=best["coefficient"],
+                            one_above_ties=benchmark in one_above_ties)
             lines.append(f"Strongest predictor of control on {benchmark} among the probes: {best['probe']} (Spearman "
                          f"{best['coefficient']:+.2f}, 95% CI [{best['ci_low']:+.2f}, {best['ci_high']:+.2f}], permutation "
                          f"p = {best['p_value']:.2g}, n = {best['n']} backbones); {sure}. It was picked among {n_probes} "
                          f"probes: Bonferroni-adjusted p = {min(1.0, best['p_value'] * n_probes):.2g}.")
-    pretrained = table[table["init"] == "pretrained"]
     for benchmark, group in pretrained.groupby("benchmark"):
         top = group.iloc[0]
         if len(group) == 1:
