@@ -267,8 +267,10 @@ lines = bb.conclusions(table, gaps, correlations)
 lines += against_blind(table, references)
 lines += bb.fit_lines(fit_corr)
 lines += bb.convergence_lines(finished)
+tied = bb.one_above_ties(table)
 for row in transfer[transfer["method"] == "spearman"].itertuples():
-    sure = bb.how_sure(row.ci_low, row.ci_high, row.p_value, coefficient=row.coefficient)
+    sure = bb.how_sure(row.ci_low, row.ci_high, row.p_value, coefficient=row.coefficient,
+                       one_above_ties=any(benchmark in tied for benchmark in row.benchmarks.split(" vs ")))
     lines.append(f"Backbone ranking across benchmarks ({row.benchmarks}): Spearman {row.coefficient:+.2f} (95% CI "
                  f"[{row.ci_low:+.2f}, {row.ci_high:+.2f}], permutation p = {row.p_value:.2g}, n = {row.n}); {sure}.")
 display(Markdown("\n".join(f"- {line}" for line in lines)))

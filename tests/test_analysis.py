@@ -372,13 +372,13 @@ def test_every_correlation_on_a_benchmark_where_one_backbone_rises_above_a_tie_i
         one = dict(seeds=(0,), tasks=("a",), ks=(4,))
         table = bb.main_table(bb.fixed_k(_episodes({(m, "pretrained"): r for m, r in zip(names, rates)}, **one)))
         corr = bb.correlations_by_benchmark(table, probes)
-        return [line for line in bb.conclusions(table, pd.DataFrame(), corr)
-                if line.startswith(("General VQA", "Strongest predictor"))]
+        return bb.one_above_ties(table), [line for line in bb.conclusions(table, pd.DataFrame(), corr)
+                                          if line.startswith(("General VQA", "Strongest predictor"))]
 
-    tied = lines_for([0.0] * 6 + [0.3])
-    assert len(tied) == 2 and all("all backbones but one tie at 0" in line for line in tied)
-    ranked = lines_for([0.0] * 5 + [0.15, 0.3])  # two backbones succeed: a ranking, the usual verdicts
-    assert len(ranked) == 2 and not any("tie at 0" in line for line in ranked)
+    benchmarks, tied = lines_for([0.0] * 6 + [0.3])
+    assert benchmarks == {"metaworld"} and len(tied) == 2 and all("all backbones but one tie at 0" in line for line in tied)
+    benchmarks, ranked = lines_for([0.0] * 5 + [0.15, 0.3])  # two backbones succeed: a ranking, the usual verdicts
+    assert benchmarks == set() and len(ranked) == 2 and not any("tie at 0" in line for line in ranked)
     # the verdict this replaces for an interval that merely ends at the estimate
     assert bb.how_sure(0.62, 0.94, 0.29, coefficient=0.62).startswith("not established: the bootstrap interval excludes 0")
     assert bb.how_sure(0.62, 0.94, 0.01, coefficient=0.62, one_above_ties=True).startswith(

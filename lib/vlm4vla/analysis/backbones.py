@@ -289,14 +289,13 @@ def conclusions(table: pd.DataFrame, gaps: pd.DataFrame, correlations: pd.DataFr
                      f"unit: {row.unit}).{caveat}")
     if "benchmark" not in correlations.columns:
         correlations = correlations.assign(benchmark="the benchmark")
-    pretrained = table[table["init"] == "pretrained"]
-    one_above_ties = {b for b, group in pretrained.groupby("benchmark") if few_succeed(b, group) is not None}
+    tied = one_above_ties(table)
     for benchmark, corr in correlations.groupby("benchmark", sort=False):
         general = corr[(corr["probe"] == "general_vqa_accuracy") & (corr["method"] == "spearman")]
         for row in general.itertuples():
             strength = "strongly positive" if row.coefficient > 0.6 else "weak or negative" if row.coefficient < 0.3 else "moderately positive"
             sure = how_sure(row.ci_low, row.ci_high, row.p_value, coefficient=row.coefficient,
-                            one_above_ties=benchmark in one_above_ties)
+                            one_above_ties=benchmark in tied)
             lines.append(f"General VQA accuracy vs control success on {benchmark}: Spearman {row.coefficient:+.2f} "
                          f"(95% CI [{row.ci_low:+.2f}, {row.ci_high:+.2f}], permutation p = {row.p_value:.2g}, n = {row.n} backbones): "
                          f"{strength}; {sure}. {detectable(row.n)} The paper reads about +0.8 on CALVIN and -0.4 / -0.2 "
@@ -305,11 +304,12 @@ def conclusions(table: pd.DataFrame, gaps: pd.DataFrame, correlations: pd.DataFr
         n_probes = corr["probe"].nunique()
         if best is not None:
             sure = how_sure(best["ci_low"], best["ci_high"], best["p_value"], coefficient=best["coefficient"],
-                            one_above_ties=benchmark in one_above_ties)
+                            one_above_ties=benchmark in tied)
             lines.append(f"Strongest predictor of control on {benchmark} among the probes: {best['probe']} (Spearman "
                          f"{best['coefficient']:+.2f}, 95% CI [{best['ci_low']:+.2f}, {best['ci_high']:+.2f}], permutation "
                          f"p = {best['p_value']:.2g}, n = {best['n']} backbones); {sure}. It was picked among {n_probes} "
                          f"probes: Bonferroni-adjusted p = {min(1.0, best['p_value'] * n_probes):.2g}.")
+    pretrained = table[table["init"] == "pretrained"]
     for benchmark, group in pretrained.groupby("benchmark"):
         top = group.iloc[0]
         if len(group) == 1:
@@ -324,6 +324,13 @@ def conclusions(table: pd.DataFrame, gaps: pd.DataFrame, correlations: pd.DataFr
         if line := few_succeed(benchmark, group):
             lines.append(line)
     return lines
+
+
+def one_above_ties(table: pd.DataFrame) -> set[str]:
+    """Benchmarks of ``main_table`` rows where all pretrained backbones but one never succeeded
+    (``few_succeed``): any correlation with success there is degenerate (``how_sure``)."""
+    pretrained = table[table["init"] == "pretrained"]
+    return {b for b, group in pretrained.groupby("benchmark") if few_succeed(b, group) is not None}
 
 
 def few_succeed(benchmark: str, group: pd.DataFrame) -> str | None:
